@@ -1,0 +1,3 @@
+from segzoo.models.segnet.model import SegNet
+
+__all__ = ["SegNet"]

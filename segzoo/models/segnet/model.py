@@ -1,0 +1,114 @@
+"""SegNet (Badrinarayanan et al., 2017): the decoder up-samples with the encoder's
+max-pooling indices.
+
+The encoder is VGG16's 13 convolutions (with batch norm). Each 2x2 max-pool remembers
+where its maxima came from; the matching decoder stage puts values back at exactly those
+positions with ``MaxUnpool2d`` and densifies them with convolutions. There are no skip
+concatenations and no learned or bilinear up-sampling: that is what distinguishes SegNet
+from UNet and FCN.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from segzoo.models.padding import PadToMultiple
+from segzoo.models.weights import TORCHVISION_URL, check_weights_source
+from segzoo.registry import register_model
+
+# Convolutions per stage and their widths: VGG16's configuration D.
+VGG16_STAGES = [(2, 64), (2, 128), (3, 256), (3, 512), (3, 512)]
+
+
+def conv_bn_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
+    return [
+        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    ]
+
+
+class SegNet(nn.Module):
+    def __init__(self, num_classes: int, in_channels: int = 3) -> None:
+        super().__init__()
+        self.encoder_stages = nn.ModuleList()
+        channels = in_channels
+        for n_convs, width in VGG16_STAGES:
+            layers: list[nn.Module] = []
+            for i in range(n_convs):
+                layers += conv_bn_relu(channels if i == 0 else width, width)
+            self.encoder_stages.append(nn.Sequential(*layers))
+            channels = width
+        self.pools = nn.ModuleList(nn.MaxPool2d(2, 2, return_indices=True) for _ in VGG16_STAGES)
+        self.unpools = nn.ModuleList(nn.MaxUnpool2d(2, 2) for _ in VGG16_STAGES)
+
+        # The decoder mirrors the encoder; each stage's last conv maps to the width the
+        # next (shallower) stage expects. The shallowest stage ends in the classifier.
+        self.decoder_stages = nn.ModuleList()
+        reversed_stages = list(reversed(VGG16_STAGES))
+        for s, (n_convs, width) in enumerate(reversed_stages):
+            is_last = s == len(reversed_stages) - 1
+            out_width = width if is_last else reversed_stages[s + 1][1]
+            layers = []
+            for i in range(n_convs - 1):
+                layers += conv_bn_relu(width, width)
+            if is_last:
+                layers.append(nn.Conv2d(width, num_classes, 3, padding=1))
+            else:
+                layers += conv_bn_relu(width, out_width)
+            self.decoder_stages.append(nn.Sequential(*layers))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooling: list[tuple[torch.Tensor, torch.Size]] = []
+        for stage, pool in zip(self.encoder_stages, self.pools):
+            x = stage(x)
+            size = x.shape
+            x, indices = pool(x)
+            pooling.append((indices, size))
+        for stage, unpool in zip(self.decoder_stages, self.unpools):
+            indices, size = pooling.pop()
+            x = stage(unpool(x, indices, output_size=size))
+        return x
+
+    def load_vgg16_bn_encoder(self, state_dict: dict[str, torch.Tensor]) -> None:
+        """Copy torchvision ``vgg16_bn`` feature weights into the encoder, in order."""
+        # Both sides list conv weight, BN weight, bias, running mean and variance in
+        # layer order; BN's step counter is not in older torchvision files, so skip it.
+        vgg = [
+            v
+            for k, v in state_dict.items()
+            if k.startswith("features.") and not k.endswith("num_batches_tracked")
+        ]
+        ours = [
+            t
+            for k, t in self.encoder_stages.state_dict(keep_vars=True).items()
+            if not k.endswith("num_batches_tracked")
+        ]
+        if len(vgg) != len(ours):
+            raise RuntimeError(f"vgg16_bn has {len(vgg)} feature tensors, SegNet expects {len(ours)}")
+        with torch.no_grad():
+            for dst, src in zip(ours, vgg):
+                if dst.shape != src.shape:
+                    raise RuntimeError(f"shape mismatch {tuple(src.shape)} -> {tuple(dst.shape)}")
+                dst.copy_(src)
+
+
+@register_model(
+    "segnet",
+    family="SegNet",
+    description="VGG16 13-conv encoder; decoder up-samples with the encoder's max-pool indices (MaxUnpool2d)",
+    paper="Badrinarayanan, Kendall, Cipolla, SegNet, TPAMI 2017 (arXiv:1511.00561)",
+    params=29_441_996,
+)
+def build_segnet(
+    num_classes: int, in_channels: int = 3, encoder_weights: str | None = None
+) -> nn.Module:
+    net = SegNet(num_classes, in_channels)
+    if encoder_weights is not None:
+        if encoder_weights != "imagenet" or in_channels != 3:
+            raise ValueError("segnet supports encoder_weights='imagenet' (3 input channels) or None")
+        check_weights_source(encoder_weights, TORCHVISION_URL, "the SegNet VGG16 encoder")
+        from torchvision.models import VGG16_BN_Weights
+
+        net.load_vgg16_bn_encoder(VGG16_BN_Weights.IMAGENET1K_V1.get_state_dict(progress=True))
+    return PadToMultiple(net, multiple=2 ** len(VGG16_STAGES))
