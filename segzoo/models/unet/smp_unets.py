@@ -12,7 +12,7 @@ _ENCODERS = {
     "unet_vgg16": ("vgg16_bn", 23_758_284, "VGG16 (batch-norm variant)"),
     "unet_resnet34": ("resnet34", 24_437_964, "ResNet-34"),
     "unet_resnet50": ("resnet50", 32_522_700, "ResNet-50"),
-    "unet_efficientnet_b0": ("efficientnet-b0", 6_253_064, "EfficientNet-B0"),
+    "unet_efficientnet_b0": ("tu-efficientnet_b0", 5_836_296, "EfficientNet-B0 (timm)"),
 }
 
 

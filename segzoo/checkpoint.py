@@ -1,0 +1,161 @@
+"""The checkpoint format the trainer writes and the app reads.
+
+A checkpoint is a directory::
+
+    model.safetensors   weights only (half precision by default), with a SHA-256 of the
+                        tensor data in the file's metadata, so truncation or tampering is
+                        detected at load time
+    config.json         model name and arguments, classes, palette, normalisation, input
+                        size, data set, training options, segzoo version
+    history.csv         one row per epoch (written by the trainer)
+    metrics.json        written by ``segzoo evaluate``
+
+Nothing is pickled. Every file is written to a temporary name and renamed into place, so
+a process killed at any moment leaves the old file or the new one, never a torn one.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+HISTORY_FILE = "history.csv"
+METRICS_FILE = "metrics.json"
+_DIGEST_KEY = "segzoo_sha256"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is missing, truncated, tampered with or inconsistent."""
+
+
+def atomic_write(path: str | Path, write: Any) -> None:
+    """Call ``write(tmp_path)`` then rename the temporary file over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}: not valid JSON ({exc}); the file is corrupt or truncated") from None
+
+
+def _digest(tensors: dict[str, torch.Tensor]) -> str:
+    sha = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name]
+        sha.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        sha.update(t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return sha.hexdigest()
+
+
+def save_weights(
+    path: str | Path,
+    state_dict: dict[str, torch.Tensor],
+    half: bool = True,
+    metadata: dict[str, str] | None = None,
+) -> None:
+    """Write a state dict as safetensors (floats as float16 when ``half``), atomically."""
+    tensors = {
+        # clone(): safetensors refuses tensors that share storage (tied weights) and, with
+        # contiguous_format, tensors in channels-last layout (--channels-last training).
+        name: (t.detach().half() if half and t.is_floating_point() else t.detach()).cpu().clone(memory_format=torch.contiguous_format)
+        for name, t in state_dict.items()
+    }
+    meta = {"format": "pt", **(metadata or {}), _DIGEST_KEY: _digest(tensors)}
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+
+
+def load_weights(path: str | Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """Read a safetensors file written by :func:`save_weights` and verify its digest."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: file not found")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            expected = (f.metadata() or {}).get(_DIGEST_KEY)
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: cannot read weights ({exc}); the file is corrupt or truncated") from None
+    if expected is not None and _digest(tensors) != expected:
+        raise CheckpointError(f"{path}: weights do not match their recorded SHA-256; the file was modified")
+    return {k: v.to(device) for k, v in tensors.items()}
+
+
+def save_checkpoint(
+    directory: str | Path, model: nn.Module, config: dict[str, Any], half: bool = True
+) -> Path:
+    """Write ``config.json`` and ``model.safetensors`` into ``directory``."""
+    directory = Path(directory)
+    from segzoo import __version__
+
+    config = {**config, "segzoo_version": config.get("segzoo_version", __version__)}
+    write_json(directory / CONFIG_FILE, config)
+    save_weights(directory / WEIGHTS_FILE, model.state_dict(), half=half)
+    return directory
+
+
+def load_config(directory: str | Path) -> dict[str, Any]:
+    config = read_json(Path(directory) / CONFIG_FILE)
+    missing = [k for k in ("model", "num_classes") if k not in config]
+    if missing:
+        raise CheckpointError(f"{Path(directory) / CONFIG_FILE}: missing keys {missing}")
+    return config
+
+
+def load(
+    directory: str | Path, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model a checkpoint directory describes; returns ``(model.eval(), config)``."""
+    from segzoo.registry import create_model
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise CheckpointError(f"{directory}: not a checkpoint directory")
+    config = load_config(directory)
+    # The trained weights replace any pretrained ones: never download at load time.
+    kwargs = {k: v for k, v in config.get("model_kwargs", {}).items() if k != "encoder_weights"}
+    model = create_model(config["model"], num_classes=config["num_classes"], **kwargs)
+    state = load_weights(directory / WEIGHTS_FILE)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"{directory / WEIGHTS_FILE}: weights do not fit model {config['model']!r} "
+            f"as configured in {CONFIG_FILE} ({str(exc).splitlines()[0]})"
+        ) from None
+    return model.to(device).eval(), config
