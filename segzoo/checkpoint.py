@@ -44,6 +44,7 @@ def atomic_write(path: str | Path, write: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o644)  # mkstemp makes it private; checkpoints are meant to be shared
     try:
         write(tmp)
         with open(tmp, "rb+") as f:
@@ -91,7 +92,9 @@ def save_weights(
     tensors = {
         # clone(): safetensors refuses tensors that share storage (tied weights) and, with
         # contiguous_format, tensors in channels-last layout (--channels-last training).
-        name: (t.detach().half() if half and t.is_floating_point() else t.detach()).cpu().clone(memory_format=torch.contiguous_format)
+        name: (t.detach().half() if half and t.is_floating_point() else t.detach())
+        .cpu()
+        .clone(memory_format=torch.contiguous_format)
         for name, t in state_dict.items()
     }
     meta = {"format": "pt", **(metadata or {}), _DIGEST_KEY: _digest(tensors)}

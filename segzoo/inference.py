@@ -40,7 +40,7 @@ def read_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.
                 f"the limit is {max_pixels / 1e6:.0f}). Downscale it and try again."
             )
         image.load()
-        return np.asarray(image.convert("RGB"))
+        return np.array(image.convert("RGB"))
     except FileNotFoundError:
         raise ValueError(f"{name}: file not found") from None
     except Image.DecompressionBombError as exc:
@@ -78,7 +78,7 @@ def to_tensor(
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """RGB ``uint8 HxWx3`` -> normalised ``1x3xHxW`` tensor on ``device``."""
-    x = torch.from_numpy(np.ascontiguousarray(image)).to(device).permute(2, 0, 1).float() / 255.0
+    x = torch.from_numpy(np.require(image, requirements=["C", "W"])).to(device).permute(2, 0, 1).float() / 255.0
     mean_t = torch.tensor(mean, device=device).view(3, 1, 1)
     std_t = torch.tensor(std, device=device).view(3, 1, 1)
     return ((x - mean_t) / std_t).unsqueeze(0).to(dtype)

@@ -1,0 +1,97 @@
+"""Model cost: parameter count, GFLOPs and latency at a given input size.
+
+GFLOPs follow the convention of ``torch.utils.flop_counter``: 2 FLOPs per
+multiply-accumulate of every convolution, transposed convolution and matrix product, for
+one image; element-wise operations, pooling and interpolation are not counted (they are a
+few percent of a segmentation network). Multiply-accumulates (MACs), as some papers quote,
+are half the figure.
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from typing import Any
+
+import torch
+import torch.nn as nn
+from torch.utils.flop_counter import FlopCounterMode
+
+GFLOPS_CONVENTION = (
+    "GFLOPs = 2 x multiply-accumulates / 1e9 of convolutions and matrix products for one image "
+    "(torch.utils.flop_counter); element-wise ops, pooling and interpolation not counted"
+)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _example_input(task: str, size: tuple[int, int], device: torch.device) -> Any:
+    height, width = size
+    if task == "instance":  # torchvision detection models take a list of 0-1 images
+        return [torch.rand(3, height, width, device=device)]
+    return torch.randn(1, 3, height, width, device=device)
+
+
+@torch.inference_mode()
+def gflops(model: nn.Module, size: tuple[int, int], task: str = "semantic") -> float:
+    """Forward FLOPs for one ``size`` image, in units of 1e9 (see the module docstring)."""
+    model.eval()
+    device = next(model.parameters()).device
+    counter = FlopCounterMode(display=False)
+    with counter:
+        model(_example_input(task, size, device))
+    return counter.get_total_flops() / 1e9
+
+
+def device_description(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU {platform.processor() or platform.machine()}"
+
+
+@torch.inference_mode()
+def latency_ms(
+    model: nn.Module, size: tuple[int, int], task: str = "semantic", runs: int = 5, warmup: int = 1
+) -> dict[str, Any]:
+    """Median wall time of ``runs`` forward passes of one ``size`` image (after ``warmup``),
+    in milliseconds, on the model's device, with the thread count used."""
+    model.eval()
+    device = next(model.parameters()).device
+    x = _example_input(task, size, device)
+
+    def once() -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        model(x)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return (time.perf_counter() - start) * 1000.0
+
+    for _ in range(warmup):
+        once()
+    times = [once() for _ in range(max(1, runs))]
+    return {
+        "latency_ms": round(statistics.median(times), 2),
+        "latency_runs": len(times),
+        "latency_threads": torch.get_num_threads() if device.type == "cpu" else None,
+        "latency_device": device_description(device),
+    }
+
+
+def profile_model(
+    model: nn.Module, size: tuple[int, int], task: str = "semantic", runs: int = 5, measure_latency: bool = True
+) -> dict[str, Any]:
+    """Parameters, GFLOPs and (optionally) latency of ``model`` at ``size``."""
+    result: dict[str, Any] = {"params": count_parameters(model), "input_size": f"{size[0]}x{size[1]}"}
+    try:
+        result["gflops"] = round(gflops(model, size, task), 2)
+    except Exception as exc:  # noqa: BLE001 - an op the counter cannot trace must not stop the table
+        result["gflops"] = None
+        result["gflops_error"] = f"{type(exc).__name__}: {exc}"
+    if measure_latency:
+        result.update(latency_ms(model, size, task, runs=runs))
+    return result

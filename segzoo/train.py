@@ -1,0 +1,228 @@
+"""``segzoo train``: train any registered model on a supported data set.
+
+Semantic models train in :mod:`segzoo.training` (Lightning Fabric: CPU, one GPU, or
+several GPUs/nodes with ``--devices N --strategy ddp``); instance models (Mask R-CNN)
+are handed to :func:`segzoo.instance.train.train_instance`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from segzoo.training.defaults import DATASET_DEFAULTS
+
+EPILOG = """\
+examples:
+  segzoo train --model unet_resnet34 --dataset camvid --data-root ../shared/datasets/camvid \\
+      --epochs 200 --loss combined --out checkpoints/camvid/unet_resnet34
+  segzoo train --model unet --dataset camvid --data-root ../shared/datasets/camvid \\
+      --size 180 240 --epochs 30 --interim          # a quick CPU stand-in at half resolution
+  segzoo train ... --resume                         # continue a killed run (same options)
+  segzoo train ... --devices 4 --strategy ddp       # four GPUs
+
+defaults per data set (--size, --batch-size, --epochs, --lr, --scale):
+""" + "\n".join(
+    f"  {name:<11} size {'x'.join(map(str, d.size)) if d.size else 'required':<9} batch {d.batch_size:<3} "
+    f"epochs {d.epochs:<4} lr {d.lr:g}  scale {d.scale[0]:g}-{d.scale[1]:g}"
+    + ("  (images resized to the crop's short side)" if d.resize else "  (images at their own size)")
+    for name, d in DATASET_DEFAULTS.items()
+)
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object, e.g. '{\"base_channels\": 32}'")
+    return value
+
+
+def _key_value(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value  # a plain string
+
+
+def _optional_int(text: str) -> int | None:
+    return None if text.lower() in ("none", "off", "0") else int(text)
+
+
+def add_subparser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train a model and write a checkpoint directory",
+        description="Train a registered model on a data set. Writes <out>/model.safetensors (best "
+        "epoch by validation mIoU), config.json and history.csv, atomically, after every epoch.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    what = p.add_argument_group("what to train")
+    what.add_argument("--model", required=True, help="registered model name (see `segzoo models`)")
+    what.add_argument("--model-kwargs", type=_json_object, default={}, metavar="JSON",
+                      help="extra builder arguments, e.g. '{\"base_channels\": 32}' for unet")  # fmt: skip
+    what.add_argument(
+        "--dataset", required=True, help="camvid, oxford_pet, voc2012 or folder (instance models: their data sets)"
+    )
+    what.add_argument("--data-root", required=True, help="folder holding the data set, e.g. ../shared/datasets/camvid")
+    what.add_argument("--dataset-option", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+                      help="data set option, repeatable (e.g. mode=binary for oxford_pet)")  # fmt: skip
+    what.add_argument("--train-split", default="train", help="split to train on (default: train)")
+    what.add_argument("--val-split", default="val", help="split validated after every epoch (default: val)")
+    what.add_argument("--out", help="checkpoint directory (default: checkpoints/<dataset>/<model>)")
+    what.add_argument("--encoder-weights", choices=["none", "imagenet"], default="none",
+                      help="start the encoder from ImageNet weights (downloads them; default: none)")  # fmt: skip
+    what.add_argument("--interim", action="store_true",
+                      help="mark the checkpoint as an interim stand-in (e.g. reduced resolution on CPU)")  # fmt: skip
+
+    opt = p.add_argument_group("optimisation")
+    opt.add_argument("--epochs", type=int, help="number of epochs (default: per data set)")
+    opt.add_argument("--batch-size", type=int, help="images per batch and process (default: per data set)")
+    opt.add_argument("--lr", type=float, help="peak learning rate (default: per data set, 1e-3)")
+    opt.add_argument("--weight-decay", type=float, default=1e-4, help="decoupled weight decay (default: 1e-4)")
+    opt.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw", help="default: adamw")
+    opt.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default: 0.9)")
+    opt.add_argument("--scheduler", choices=["poly", "cosine", "none"], default="poly",
+                     help="decay after warm-up: poly (power 0.9), cosine or none (default: poly)")  # fmt: skip
+    opt.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warm-up length (default: 1)")
+    opt.add_argument("--grad-clip", type=float, help="clip the gradient norm to this value")
+    opt.add_argument("--loss", choices=["ce", "dice", "tversky", "focal", "combined"], default="combined",
+                     help="combined = lam * Tversky + (1 - lam) * cross-entropy (default)")  # fmt: skip
+    opt.add_argument("--lam", type=float, default=0.75, help="Tversky share of the combined loss (default: 0.75)")
+    opt.add_argument("--alpha", type=float, default=0.3, help="Tversky false-positive weight (default: 0.3)")
+    opt.add_argument("--beta", type=float, default=0.7, help="Tversky false-negative weight (default: 0.7)")
+    opt.add_argument("--focal-gamma", type=float, default=2.0, help="focal loss exponent (default: 2)")
+    opt.add_argument("--class-weights", choices=["none", "median"], default="none",
+                     help="weight the loss by median-frequency class balancing (default: none)")  # fmt: skip
+    opt.add_argument("--early-stopping", type=_optional_int, metavar="PATIENCE",
+                     help="stop after PATIENCE epochs without a better validation mIoU")  # fmt: skip
+    opt.add_argument("--seed", type=int, default=0, help="seed of weights, order and augmentation (default: 0)")
+
+    data = p.add_argument_group("input and augmentation")
+    data.add_argument("--size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"),
+                      help="training crop size (default: per data set)")  # fmt: skip
+    data.add_argument("--short-side", type=int, metavar="PIXELS",
+                      help="resize images so the shorter side is PIXELS before cropping and at validation "
+                      "(0: keep their size; default: per data set)")  # fmt: skip
+    data.add_argument("--scale", type=float, nargs=2, metavar=("MIN", "MAX"),
+                      help="random scale range of training crops (default: per data set)")  # fmt: skip
+    data.add_argument("--no-augment", dest="augment", action="store_false",
+                      help="no random scale, flip or colour jitter (centre crops)")  # fmt: skip
+    data.add_argument(
+        "--color-jitter", type=float, default=0.2, help="brightness/contrast/saturation range (default: 0.2)"
+    )
+    data.add_argument("--data-on-gpu", choices=["auto", "on", "off"], default="auto",
+                      help="keep the decoded data set in device memory and augment there (auto: on a GPU "
+                      "when it takes < 25%% of its memory)")  # fmt: skip
+    data.add_argument("--num-workers", type=int, help="data-loading processes (default: 0 on CPU, up to 8 on GPU)")
+    data.add_argument("--limit-train-batches", type=int, metavar="N", help="at most N batches per epoch (quick runs)")
+    data.add_argument("--limit-val-images", type=int, metavar="N", help="validate on the first N images only")
+
+    hw = p.add_argument_group("hardware")
+    hw.add_argument("--accelerator", choices=["auto", "cpu", "gpu", "cuda"], default="auto", help="default: auto")
+    hw.add_argument("--devices", type=int, default=1, help="number of devices (processes) per node (default: 1)")
+    hw.add_argument("--num-nodes", type=int, default=1, help="number of nodes (default: 1)")
+    hw.add_argument("--strategy", default="auto", help="auto, ddp, ddp_spawn, ... (Lightning Fabric strategies)")
+    hw.add_argument("--precision", choices=["auto", "32-true", "bf16-mixed", "16-mixed"], default="auto",
+                    help="auto: bf16-mixed on GPUs that support it, else 16-mixed; 32-true on CPU")  # fmt: skip
+    hw.add_argument(
+        "--channels-last", action="store_true", help="channels-last memory format (faster convolutions on GPU)"
+    )
+    hw.add_argument("--compile", action="store_true", help="torch.compile the model")
+    hw.add_argument("--backend", choices=["auto", "torchvision", "detectron2"], default="auto",
+                    help="Mask R-CNN implementation (instance models only)")  # fmt: skip
+    hw.add_argument("--max-iters", type=int, help="instance models: stop after this many iterations")
+
+    run_group = p.add_argument_group("run")
+    run_group.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
+    run_group.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    run_group.add_argument("--keep-resume-state", action="store_true",
+                           help="keep <out>/resume/ after training finishes (default: delete it)")  # fmt: skip
+    run_group.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def _instance_args(args: argparse.Namespace) -> argparse.Namespace:
+    """What :func:`segzoo.instance.train.train_instance` reads (plus everything else given)."""
+    import torch
+
+    device = "cpu" if args.accelerator == "cpu" or not torch.cuda.is_available() else "cuda"
+    size = tuple(args.size) if args.size else None
+    return argparse.Namespace(**{**vars(args), "device": device, "size": size, "out": args.out})
+
+
+def config_from_args(args: argparse.Namespace) -> Any:
+    from segzoo.training import TrainConfig
+
+    return TrainConfig(
+        model=args.model,
+        dataset=args.dataset,
+        data_root=args.data_root,
+        out=args.out,
+        model_kwargs=args.model_kwargs,
+        dataset_options=dict(args.dataset_option),
+        train_split=args.train_split,
+        val_split=args.val_split,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        optimizer=args.optimizer,
+        momentum=args.momentum,
+        scheduler=args.scheduler,
+        warmup_epochs=args.warmup_epochs,
+        loss=args.loss,
+        lam=args.lam,
+        alpha=args.alpha,
+        beta=args.beta,
+        focal_gamma=args.focal_gamma,
+        class_weights=args.class_weights,
+        size=tuple(args.size) if args.size else None,
+        short_side=args.short_side,
+        scale=tuple(args.scale) if args.scale else None,
+        augment=args.augment,
+        color_jitter=args.color_jitter,
+        seed=args.seed,
+        precision=args.precision,
+        accelerator=args.accelerator,
+        devices=args.devices,
+        num_nodes=args.num_nodes,
+        strategy=args.strategy,
+        early_stopping=args.early_stopping,
+        channels_last=args.channels_last,
+        data_on_gpu=args.data_on_gpu,
+        num_workers=args.num_workers,
+        limit_train_batches=args.limit_train_batches,
+        limit_val_images=args.limit_val_images,
+        grad_clip=args.grad_clip,
+        compile=args.compile,
+        encoder_weights=None if args.encoder_weights == "none" else args.encoder_weights,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        keep_resume_state=args.keep_resume_state,
+        interim=args.interim,
+        progress=args.progress,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from segzoo.registry import get_spec
+
+    if get_spec(args.model).task == "instance":
+        from segzoo.instance.train import train_instance
+
+        if args.out is None:
+            args.out = f"checkpoints/{args.dataset}/{args.model}"
+        train_instance(_instance_args(args))
+        return 0
+    from segzoo.training import fit
+
+    fit(config_from_args(args))
+    return 0

@@ -1,0 +1,65 @@
+"""``history.csv``: one row per epoch, rewritten atomically after every epoch.
+
+Columns: ``epoch, train_loss, val_loss, val_miou, lr, seconds, epochs_per_min`` and then
+extras (``val_mdice, val_pixel_accuracy, train_seconds, val_seconds, train_images_per_sec``).
+``seconds`` is the wall time of the epoch (training and validation) and
+``epochs_per_min = 60 / seconds``. Floats are written with full precision (``repr``), so
+two runs can be compared exactly.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+from segzoo.checkpoint import HISTORY_FILE, CheckpointError, atomic_write_text
+
+COLUMNS = [
+    "epoch",
+    "train_loss",
+    "val_loss",
+    "val_miou",
+    "lr",
+    "seconds",
+    "epochs_per_min",
+    "val_mdice",
+    "val_pixel_accuracy",
+    "train_seconds",
+    "val_seconds",
+    "train_images_per_sec",
+]
+#: Columns that measure time: they differ between otherwise identical runs.
+TIMING_COLUMNS = frozenset({"seconds", "epochs_per_min", "train_seconds", "val_seconds", "train_images_per_sec"})
+
+
+def _format(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return repr(float(value)) if isinstance(value, float) else str(value)
+
+
+def write_history(directory: str | Path, rows: list[dict[str, Any]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _format(row.get(k)) for k in COLUMNS})
+    atomic_write_text(Path(directory) / HISTORY_FILE, buffer.getvalue())
+
+
+def read_history(directory: str | Path) -> list[dict[str, Any]]:
+    """Rows of ``history.csv`` with ``epoch`` as int and the other columns as float (NaN if empty)."""
+    path = Path(directory) / HISTORY_FILE
+    if not path.is_file():
+        return []
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        return [
+            {k: int(v) if k == "epoch" else (float(v) if v != "" else math.nan) for k, v in row.items()} for row in rows
+        ]
+    except (ValueError, TypeError, csv.Error) as exc:
+        raise CheckpointError(f"{path}: not a valid history file ({exc})") from None

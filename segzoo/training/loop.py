@@ -1,0 +1,656 @@
+"""The training loop, on Lightning Fabric.
+
+Fabric provides the device, mixed precision and multi-process (DDP) plumbing; the loop is
+ours because what it writes is ours: a segzoo checkpoint directory (safetensors + JSON,
+never Lightning's pickled ``.ckpt``), a history row and a resume state after every epoch,
+each written atomically. Validation is the same function ``segzoo evaluate`` uses, run
+on the weights rounded to float16 as they are saved, so the recorded validation mIoU is
+exactly the saved model's.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+from tqdm.auto import tqdm
+
+from segzoo.checkpoint import (
+    CONFIG_FILE,
+    HISTORY_FILE,
+    METRICS_FILE,
+    WEIGHTS_FILE,
+    read_json,
+    save_checkpoint,
+    write_json,
+)
+from segzoo.training.augment import AugmentConfig, finish_batch
+from segzoo.training.data import (
+    AugmentedSamples,
+    EpochBatches,
+    IndexSubset,
+    PreparedSamples,
+    ResidentTrainSet,
+    estimate_bytes,
+    fits_on_device,
+    load_resident,
+    shard,
+    train_batches,
+    validation_samples,
+)
+from segzoo.training.defaults import dataset_defaults
+from segzoo.training.history import read_history, write_history
+from segzoo.training.state import RESUME_DIR, load_resume_state, restore_rng, resume_path, save_resume_state
+from segzoo.training.validation import validate, weights_rounded_to_half
+
+OPTIMIZERS = ("adamw", "sgd")
+SCHEDULERS = ("poly", "cosine", "none")
+PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")
+_FINISHED = object()  # --resume of a run that already completed
+# Label that marks padding in training crops when the data set has no ignore index of its own.
+PAD_LABEL = 255
+
+
+@dataclass
+class TrainConfig:
+    """Everything ``segzoo train`` can be told. ``None`` means the data set's default
+    (:mod:`segzoo.training.defaults`)."""
+
+    model: str
+    dataset: str
+    data_root: str
+    out: str | None = None  # default checkpoints/<dataset>/<model>
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    dataset_options: dict[str, Any] = field(default_factory=dict)
+    train_split: str = "train"
+    val_split: str = "val"
+    epochs: int | None = None
+    batch_size: int | None = None  # per process
+    lr: float | None = None
+    weight_decay: float = 1e-4
+    optimizer: str = "adamw"
+    momentum: float = 0.9  # SGD only
+    scheduler: str = "poly"
+    warmup_epochs: float = 1.0
+    loss: str = "combined"
+    lam: float = 0.75
+    alpha: float = 0.3
+    beta: float = 0.7
+    focal_gamma: float = 2.0
+    class_weights: str = "none"  # or "median" (median-frequency balancing)
+    size: tuple[int, int] | None = None  # training crop (height, width)
+    short_side: int | None = None  # resize images to this short side; 0: keep; None: default
+    scale: tuple[float, float] | None = None
+    augment: bool = True
+    color_jitter: float = 0.2
+    seed: int = 0
+    precision: str = "auto"
+    accelerator: str = "auto"
+    devices: int = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    early_stopping: int | None = None  # patience in epochs without a better val mIoU
+    channels_last: bool = False
+    data_on_gpu: str = "auto"  # auto | on | off
+    num_workers: int | None = None
+    limit_train_batches: int | None = None
+    limit_val_images: int | None = None
+    grad_clip: float | None = None
+    compile: bool = False
+    encoder_weights: str | None = None
+    resume: bool = False
+    overwrite: bool = False
+    keep_resume_state: bool = False
+    interim: bool = False
+    progress: bool = True
+
+    def resolved(self) -> TrainConfig:
+        """A copy with the data set's defaults filled in and every option checked."""
+        defaults = dataset_defaults(self.dataset)
+        size = tuple(self.size) if self.size else defaults.size
+        if size is None:
+            raise ValueError(f"data set {self.dataset!r} has no default input size: give --size HEIGHT WIDTH")
+        if self.short_side is None:
+            short_side = min(size) if defaults.resize else 0
+        else:
+            short_side = self.short_side
+        cfg = replace(
+            self,
+            out=self.out or str(Path("checkpoints") / self.dataset / self.model),
+            epochs=self.epochs or defaults.epochs,
+            batch_size=self.batch_size or defaults.batch_size,
+            lr=self.lr or defaults.lr,
+            size=(int(size[0]), int(size[1])),
+            short_side=int(short_side),
+            scale=tuple(self.scale) if self.scale else defaults.scale,
+        )
+        checks = [
+            (cfg.optimizer in OPTIMIZERS, f"--optimizer must be one of {OPTIMIZERS}"),
+            (cfg.scheduler in SCHEDULERS, f"--scheduler must be one of {SCHEDULERS}"),
+            (cfg.precision in PRECISIONS, f"--precision must be one of {PRECISIONS}"),
+            (cfg.class_weights in ("none", "median"), "--class-weights must be none or median"),
+            (cfg.data_on_gpu in ("auto", "on", "off"), "--data-on-gpu must be auto, on or off"),
+            (cfg.epochs >= 1 and cfg.batch_size >= 1, "--epochs and --batch-size must be >= 1"),
+            (min(cfg.size) >= 8, f"--size must be at least 8x8, got {cfg.size}"),
+            (0 < cfg.scale[0] <= cfg.scale[1], f"--scale must be 0 < MIN <= MAX, got {cfg.scale}"),
+            (cfg.lr > 0, "--lr must be > 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+        return cfg
+
+
+# Options that define the run: a resumed run must use the same ones.
+_RUN_DEFINING = (
+    "model", "dataset", "model_kwargs", "dataset_options", "train_split", "val_split", "batch_size", "lr", "weight_decay", "optimizer",
+    "momentum", "scheduler", "warmup_epochs", "loss", "lam", "alpha", "beta", "focal_gamma", "class_weights",
+    "size", "short_side", "scale", "augment", "color_jitter", "seed", "limit_train_batches", "encoder_weights",
+    "interim",
+)  # fmt: skip
+
+
+def _comparable(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _check_output_dir(cfg: TrainConfig) -> None:
+    out = Path(cfg.out)
+    if cfg.resume or cfg.overwrite or not out.exists():
+        return
+    existing = [n for n in (WEIGHTS_FILE, CONFIG_FILE, HISTORY_FILE, RESUME_DIR) if (out / n).exists()]
+    if existing:
+        raise ValueError(
+            f"{out} already holds a training run ({', '.join(existing)}): pass --resume to continue it "
+            "or --overwrite to start again"
+        )
+
+
+def resolve_precision(precision: str, device_type: str) -> str:
+    if precision != "auto":
+        return precision
+    if device_type == "cuda":
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "32-true"
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU {platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
+
+
+def lr_factor(step: int, total: int, warmup: int, kind: str) -> float:
+    """Learning-rate multiplier at optimizer step ``step``: linear warm-up, then poly
+    (power 0.9) or cosine decay to 0 at ``total``, or constant."""
+    if step < warmup:
+        return (step + 1) / warmup
+    if kind == "none":
+        return 1.0
+    t = min(1.0, (step - warmup) / max(1, total - warmup))
+    return (1.0 - t) ** 0.9 if kind == "poly" else 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """No weight decay on biases and normalisation weights (1-d parameters)."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay, "initial_lr": cfg.lr},
+        {"params": no_decay, "weight_decay": 0.0, "initial_lr": cfg.lr},
+    ]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+def class_weights_for(cfg: TrainConfig, train_set: Any, progress: bool) -> list[float] | None:
+    """Median-frequency balancing (Eigen & Fergus, 2015): ``median(f) / f_c``, where ``f_c``
+    is the share of class ``c`` among the labelled pixels of the images that contain it."""
+    if cfg.class_weights == "none":
+        return None
+    import numpy as np
+
+    n = train_set.info.num_classes
+    pixels = np.zeros(n, dtype=np.int64)
+    image_pixels = np.zeros(n, dtype=np.int64)  # labelled pixels of the images holding c
+    for i in tqdm(range(len(train_set)), desc="class frequencies", disable=not progress, leave=False):
+        _, mask = train_set.load_raw(i)
+        counts = np.bincount(mask.ravel(), minlength=256)[:n]
+        pixels += counts
+        image_pixels += np.where(counts > 0, counts.sum(), 0)
+    present = pixels > 0
+    if not present.any():
+        raise ValueError("--class-weights median: the training masks hold no labelled pixel")
+    freq = np.where(present, pixels / np.maximum(image_pixels, 1), np.nan)
+    weights = np.where(present, np.nanmedian(freq) / freq, 0.0)
+    return [round(float(w), 6) for w in weights]
+
+
+def _default_workers(device: torch.device, world_size: int) -> int:
+    if device.type != "cuda":
+        return 0  # on a CPU the model needs every core; decoding inline costs little
+    return max(1, min(8, (os.cpu_count() or 2) // max(1, world_size) - 1))
+
+
+def fit(cfg: TrainConfig) -> Path:
+    """Train ``cfg.model`` on ``cfg.dataset``; returns the checkpoint directory."""
+    cfg = cfg.resolved()
+    from segzoo.registry import get_spec
+
+    if get_spec(cfg.model).task != "semantic":
+        raise ValueError(f"{cfg.model} is an instance-segmentation model; segzoo train dispatches it elsewhere")
+    _check_output_dir(cfg)
+    from lightning.fabric import Fabric
+
+    accelerator = {"gpu": "cuda"}.get(cfg.accelerator, cfg.accelerator)
+    device_type = "cuda" if accelerator == "cuda" or (accelerator == "auto" and torch.cuda.is_available()) else "cpu"
+    try:
+        fabric = Fabric(
+            accelerator=accelerator,
+            devices=cfg.devices,
+            num_nodes=cfg.num_nodes,
+            strategy=cfg.strategy,
+            precision=resolve_precision(cfg.precision, device_type),
+        )
+    except Exception as exc:  # Lightning's MisconfigurationException: no GPU, unknown strategy ...
+        raise ValueError(f"cannot set up --accelerator {cfg.accelerator} --devices {cfg.devices} "
+                         f"--strategy {cfg.strategy}: {exc}") from None  # fmt: skip
+    fabric.launch()
+    try:
+        return _Run(fabric, cfg).fit()
+    finally:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()  # else exit waits on gloo's shutdown
+
+
+class _Run:
+    def __init__(self, fabric: Any, cfg: TrainConfig) -> None:
+        self.fabric, self.cfg = fabric, cfg
+        self.out = Path(cfg.out)
+        self.device = fabric.device
+        self.rank0 = fabric.is_global_zero
+        self.show = cfg.progress and self.rank0
+
+    # -- set-up ---------------------------------------------------------------------------------
+
+    def _load_data(self) -> None:
+        from segzoo.data import get_dataset
+        from segzoo.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+
+        cfg, fabric = self.cfg, self.fabric
+        self.mean, self.std = list(IMAGENET_MEAN), list(IMAGENET_STD)
+        train_set = get_dataset(cfg.dataset, cfg.data_root, cfg.train_split, **cfg.dataset_options)
+        val_set = get_dataset(cfg.dataset, cfg.data_root, cfg.val_split, **cfg.dataset_options)
+        self.info = train_set.info
+        if len(val_set) == 0:
+            raise ValueError(f"{cfg.dataset} at {cfg.data_root}: the {cfg.val_split!r} split is empty")
+        self.ignore_index = self.info.ignore_index
+        self.pad_label = self.ignore_index if self.ignore_index is not None else PAD_LABEL
+        short_side = cfg.short_side or None
+        train_samples = PreparedSamples(train_set, short_side, train=True)
+        val_samples = PreparedSamples(val_set, short_side, train=False)
+        self.augment = AugmentConfig(
+            size=cfg.size, scale=cfg.scale, hflip=cfg.augment, color_jitter=cfg.color_jitter, enabled=cfg.augment
+        )
+        fill = tuple(round(m * 255) for m in self.mean)
+        self.workers = (
+            cfg.num_workers if cfg.num_workers is not None else _default_workers(self.device, fabric.world_size)
+        )
+        val_indices = list(range(len(val_set)))[: cfg.limit_val_images or None]
+        self.num_val = len(val_indices)
+        self.val_indices = shard(val_indices, fabric.global_rank, fabric.world_size)
+        if cfg.data_on_gpu == "auto":
+            self.resident = self.device.type == "cuda" and fits_on_device(
+                estimate_bytes(train_samples) + estimate_bytes(val_samples) * self.num_val // len(val_set), self.device
+            )
+        else:
+            self.resident = cfg.data_on_gpu == "on"
+        self.batches = EpochBatches(
+            len(train_set), cfg.batch_size, cfg.seed, fabric.global_rank, fabric.world_size, cfg.limit_train_batches
+        )
+        if self.resident:
+            self.train_source = ResidentTrainSet(
+                train_samples, self.augment, cfg.seed, fill, self.pad_label, self.device, self.workers, self.show
+            )
+            images, masks = load_resident(
+                IndexSubset(val_samples, self.val_indices), self.device, self.workers, self.show, "val"
+            )
+            self.val_resident = list(zip(images, masks))
+        else:
+            self.train_source = AugmentedSamples(train_samples, self.augment, cfg.seed, fill, self.pad_label)
+            self.val_resident = None
+        self.val_samples = val_samples
+        self.class_weights = class_weights_for(cfg, train_set, self.show)
+        self.num_train = len(train_set)
+
+    def _build_model(self, resume: Any) -> None:
+        from segzoo.losses import build_loss
+        from segzoo.registry import create_model
+
+        cfg, fabric = self.cfg, self.fabric
+        fabric.seed_everything(cfg.seed, verbose=False)
+        model = create_model(
+            cfg.model, num_classes=self.info.num_classes, encoder_weights=cfg.encoder_weights, **cfg.model_kwargs
+        )
+        if resume is not None:
+            model.load_state_dict(resume.model)
+        if cfg.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.raw_model = model
+        optimizer = build_optimizer(model, cfg)
+        forward_model = torch.compile(model) if cfg.compile else model
+        self.model, self.optimizer = fabric.setup(forward_model, optimizer)
+        if resume is not None:
+            self.optimizer.load_state_dict(resume.optimizer)
+        self.loss_fn = build_loss(
+            cfg.loss,
+            self.info.num_classes,
+            ignore_index=self.pad_label,
+            class_weights=self.class_weights,
+            tversky_alpha=cfg.alpha,
+            tversky_beta=cfg.beta,
+            lam=cfg.lam,
+            focal_gamma=cfg.focal_gamma,
+        ).to(self.device)
+
+    def _resume_state(self) -> Any:
+        cfg = self.cfg
+        if self.rank0:  # temporary files of a write that a kill interrupted
+            for leftover in [*self.out.glob(".*.tmp"), *(self.out / RESUME_DIR).glob(".*.tmp")]:
+                leftover.unlink(missing_ok=True)
+        if not cfg.resume:
+            if cfg.overwrite and self.rank0:
+                for name in (WEIGHTS_FILE, CONFIG_FILE, HISTORY_FILE, METRICS_FILE):
+                    (self.out / name).unlink(missing_ok=True)
+                shutil.rmtree(self.out / RESUME_DIR, ignore_errors=True)
+            self.fabric.barrier()
+            return None
+        if not resume_path(self.out).is_file():
+            if (self.out / CONFIG_FILE).is_file() and read_json(self.out / CONFIG_FILE).get("training", {}).get(
+                "completed"
+            ):
+                self.fabric.print(f"{self.out}: training already finished; nothing to resume")
+                return _FINISHED
+            if (self.out / HISTORY_FILE).is_file() or (self.out / WEIGHTS_FILE).is_file():
+                raise ValueError(
+                    f"{self.out} has no resume state ({resume_path(self.out)}): the run finished or was "
+                    "trained without it; use --overwrite to train again"
+                )
+            self.fabric.print(f"nothing to resume in {self.out}: starting a new run")
+            return None
+        state = load_resume_state(self.out)
+        saved = state.info["options"]
+        changed = [
+            f"{k} ({saved.get(k)!r} -> {_comparable(getattr(cfg, k))!r})"
+            for k in _RUN_DEFINING
+            if _comparable(saved.get(k)) != _comparable(getattr(cfg, k))
+        ]
+        if changed:
+            raise ValueError(
+                f"--resume with options that differ from the run in {self.out}: {', '.join(changed)}; "
+                "repeat the original command with --resume"
+            )
+        if state.epoch >= cfg.epochs:
+            self.fabric.print(f"{self.out}: {state.epoch} epochs already done (--epochs {cfg.epochs})")
+        else:
+            self.fabric.print(f"resuming {self.out} after epoch {state.epoch}")
+        return state
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    def fit(self) -> Path:
+        cfg, fabric = self.cfg, self.fabric
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        resume = self._resume_state()
+        if resume is _FINISHED:
+            return self.out
+        self._load_data()
+        self._build_model(resume)
+
+        steps_per_epoch = len(self.batches)
+        self.total_steps = steps_per_epoch * cfg.epochs
+        self.warmup_steps = min(round(cfg.warmup_epochs * steps_per_epoch), self.total_steps // 5)
+        start_epoch, self.step = 0, 0
+        self.best_miou, self.best_epoch, self.elapsed = -math.inf, 0, 0.0
+        history: list[dict[str, Any]] = []
+        if resume is not None:
+            start_epoch, self.step = resume.epoch, int(resume.scheduler["step"])
+            best = resume.info["best_val_miou"]
+            self.best_miou = best if best is not None else -math.inf
+            self.best_epoch, self.elapsed = resume.info["best_epoch"], resume.info["train_seconds"]
+            history = [row for row in read_history(self.out) if row["epoch"] <= start_epoch]
+            restore_rng(resume.rng["tensors"], resume.rng["plain"])
+        if self.rank0:
+            self.out.mkdir(parents=True, exist_ok=True)
+            if resume is not None:
+                write_history(self.out, history)  # drop rows of epochs that will be run again
+            self._print_plan(start_epoch)
+
+        stale = 0 if not self.best_epoch else start_epoch - self.best_epoch
+        for epoch in range(start_epoch, cfg.epochs):
+            row = self._run_epoch(epoch)
+            improved = self.best_epoch == 0 or row["val_miou"] > self.best_miou
+            if improved:
+                self.best_miou, self.best_epoch, stale = row["val_miou"], epoch + 1, 0
+            else:
+                stale += 1
+            self.elapsed += row["seconds"]
+            history.append(row)
+            if self.rank0:
+                self._save_epoch(epoch, improved, history)
+                self._report(row, improved)
+            if cfg.early_stopping and stale >= cfg.early_stopping:
+                fabric.print(f"early stopping: no better val mIoU for {stale} epochs")
+                break
+        fabric.barrier()
+        if self.rank0:
+            self._finish(history)
+        return self.out
+
+    def _set_lr(self) -> float:
+        factor = lr_factor(self.step, self.total_steps, self.warmup_steps, self.cfg.scheduler)
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["initial_lr"] * factor
+        return self.optimizer.param_groups[0]["lr"]
+
+    def _run_epoch(self, epoch: int) -> dict[str, Any]:
+        cfg, fabric = self.cfg, self.fabric
+        start = time.perf_counter()
+        self.model.train()
+        self.batches.set_epoch(epoch)
+        loader = train_batches(self.train_source, self.batches, self.workers, self.device.type == "cuda")
+        loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
+        steps, lr = 0, self.optimizer.param_groups[0]["lr"]
+        bar = tqdm(total=len(self.batches), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not self.show,
+                   dynamic_ncols=True, leave=False)  # fmt: skip
+        for images, masks, jitter in loader:
+            images = images.to(self.device, non_blocking=True)
+            masks = masks.to(self.device, non_blocking=True).long()
+            x = finish_batch(images, jitter, self.mean, self.std)
+            if cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            lr = self._set_lr()
+            loss = self.loss_fn(self.model(x), masks)
+            self.optimizer.zero_grad(set_to_none=True)
+            fabric.backward(loss)
+            if cfg.grad_clip:
+                fabric.clip_gradients(self.model, self.optimizer, max_norm=cfg.grad_clip)
+            self.optimizer.step()
+            loss_sum += loss.detach().double()
+            steps += 1
+            self.step += 1
+            bar.update()
+            if self.show and (steps % 10 == 1 or steps == len(self.batches)):
+                bar.set_postfix(loss=f"{loss_sum.item() / steps:.4f}", lr=f"{lr:.2e}")
+        bar.close()
+        train_loss = fabric.all_reduce(loss_sum / max(steps, 1), reduce_op="mean")
+        train_seconds = time.perf_counter() - start
+
+        val_start = time.perf_counter()
+        samples = validation_samples(self.val_samples, self.val_indices, self.val_resident, self.workers)
+        with weights_rounded_to_half(self.raw_model):
+            sums = validate(
+                self.raw_model,
+                samples,
+                num_classes=self.info.num_classes,
+                ignore_index=self.ignore_index,
+                mean=self.mean,
+                std=self.std,
+                device=self.device,
+                loss_fn=self.loss_fn,
+                channels_last=cfg.channels_last,
+                progress=self.show,
+                total=len(self.val_indices),
+            )
+        confusion = fabric.all_reduce(sums.confusion, reduce_op="sum")
+        loss_total = fabric.all_reduce(sums.loss_sum, reduce_op="sum")
+        images_total = fabric.all_reduce(sums.images, reduce_op="sum")
+        from segzoo.metrics import scores_from_confusion
+
+        scores = scores_from_confusion(confusion, self.ignore_index)
+        val_seconds = time.perf_counter() - val_start
+        seconds = time.perf_counter() - start
+        images_seen = steps * cfg.batch_size * fabric.world_size
+        return {
+            "epoch": epoch + 1,
+            "train_loss": float(train_loss),
+            "val_loss": float(loss_total) / max(int(images_total), 1),
+            "val_miou": scores.miou,
+            "lr": lr,
+            "seconds": seconds,
+            "epochs_per_min": 60.0 / seconds,
+            "val_mdice": scores.mdice,
+            "val_pixel_accuracy": scores.pixel_accuracy,
+            "train_seconds": train_seconds,
+            "val_seconds": val_seconds,
+            "train_images_per_sec": images_seen / train_seconds,
+        }
+
+    # -- what is written --------------------------------------------------------------------------
+
+    def checkpoint_config(self, completed: bool = False) -> dict[str, Any]:
+        from segzoo import __version__
+
+        cfg = self.cfg
+        info = self.info.to_dict()
+        training = {
+            "loss": cfg.loss,
+            "lam": cfg.lam,
+            "alpha": cfg.alpha,
+            "beta": cfg.beta,
+            "focal_gamma": cfg.focal_gamma,
+            "class_weights": cfg.class_weights,
+            "class_weight_values": self.class_weights,
+            "lr": cfg.lr,
+            "weight_decay": cfg.weight_decay,
+            "epochs": cfg.epochs,
+            "batch_size": cfg.batch_size,
+            "world_size": self.fabric.world_size,
+            "optimizer": cfg.optimizer,
+            "scheduler": cfg.scheduler,
+            "warmup_epochs": cfg.warmup_epochs,
+            "seed": cfg.seed,
+            "precision": resolve_precision(cfg.precision, self.device.type),
+            "devices": cfg.devices,
+            "num_nodes": cfg.num_nodes,
+            "strategy": cfg.strategy,
+            "encoder_weights": cfg.encoder_weights,
+            "augment": asdict(self.augment),
+            "data_root": str(Path(cfg.data_root).resolve()),
+            "train_split": cfg.train_split,
+            "val_split": cfg.val_split,
+            "data_on_gpu": self.resident,
+            "channels_last": cfg.channels_last,
+            "limit_train_batches": cfg.limit_train_batches,
+            "limit_val_images": cfg.limit_val_images,
+            "val_images": self.num_val,
+            "train_images": self.num_train,
+            "best_epoch": self.best_epoch,
+            "best_val_miou": _finite_or_none(self.best_miou),
+            "device_name": device_name(self.device),
+            "train_seconds": round(self.elapsed, 3),
+            "completed": completed,
+        }
+        return {
+            "model": cfg.model,
+            "model_kwargs": dict(cfg.model_kwargs),
+            "task": "semantic",
+            "num_classes": info["num_classes"],
+            "class_names": info["class_names"],
+            "palette": info["palette"],
+            "ignore_index": info["ignore_index"],
+            "mean": self.mean,
+            "std": self.std,
+            "input_size": list(cfg.size),
+            "short_side": cfg.short_side or None,
+            "dataset": info["dataset"],
+            "dataset_options": {**info["dataset_options"], **cfg.dataset_options},
+            "training": training,
+            "segzoo_version": __version__,
+            "interim": cfg.interim,
+        }
+
+    def _save_epoch(self, epoch: int, improved: bool, history: list[dict[str, Any]]) -> None:
+        """Best checkpoint (if better), then history, then resume state: a kill between
+        two of these writes costs at most a re-run of this epoch."""
+        if improved:
+            save_checkpoint(self.out, self.raw_model, self.checkpoint_config(), half=True)
+        write_history(self.out, history)
+        options = {k: _comparable(v) for k, v in asdict(self.cfg).items()}
+        info = {
+            "best_val_miou": _finite_or_none(self.best_miou),
+            "best_epoch": self.best_epoch,
+            "train_seconds": self.elapsed,
+            "options": options,
+        }
+        state = {k: v.detach().contiguous() for k, v in self.raw_model.state_dict().items()}
+        save_resume_state(self.out, epoch + 1, state, self.optimizer.state_dict(), {"step": self.step}, info)
+
+    def _finish(self, history: list[dict[str, Any]]) -> None:
+        if not (self.out / WEIGHTS_FILE).is_file():
+            return
+        write_json(self.out / CONFIG_FILE, self.checkpoint_config(completed=True))
+        if not self.cfg.keep_resume_state:
+            shutil.rmtree(self.out / RESUME_DIR, ignore_errors=True)
+        speed = f", {60 * len(history) / self.elapsed:.2f} epochs/min" if self.elapsed else ""
+        print(
+            f"done: best val mIoU {self.best_miou:.4f} at epoch {self.best_epoch} "
+            f"({len(history)} epochs in {self.elapsed:.1f} s{speed}); checkpoint in {self.out}",
+            flush=True,
+        )
+
+    def _print_plan(self, start_epoch: int) -> None:
+        cfg = self.cfg
+        where = "device memory" if self.resident else f"{self.workers} loader worker(s)"
+        print(
+            f"training {cfg.model} on {cfg.dataset} ({self.num_train} train / {self.num_val} val images, "
+            f"{self.info.num_classes} classes) at {cfg.size[0]}x{cfg.size[1]}, batch {cfg.batch_size} x "
+            f"{self.fabric.world_size} process(es), {len(self.batches)} steps/epoch, epochs "
+            f"{start_epoch + 1}-{cfg.epochs}, {device_name(self.device)}, precision "
+            f"{resolve_precision(cfg.precision, self.device.type)}, data from {where} -> {self.out}",
+            flush=True,
+        )
+
+    def _report(self, row: dict[str, Any], improved: bool) -> None:
+        mark = " *" if improved else ""
+        message = (
+            f"epoch {row['epoch']}/{self.cfg.epochs}  train loss {row['train_loss']:.4f}  "
+            f"val loss {row['val_loss']:.4f}  val mIoU {row['val_miou']:.4f}{mark}  "
+            f"lr {row['lr']:.2e}  {row['seconds']:.1f} s ({row['epochs_per_min']:.2f} epochs/min)"
+        )
+        tqdm.write(message) if self.show else print(message, flush=True)
