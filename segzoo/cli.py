@@ -9,6 +9,11 @@ import sys
 # Modules that provide sub-commands, in the order ``segzoo --help`` lists them.
 COMMAND_MODULES = [
     "segzoo.models.cli",
+    "segzoo.data.cli",
+    "segzoo.train",
+    "segzoo.evaluate",
+    "segzoo.predict",
+    "segzoo.leaderboard",
 ]
 
 
