@@ -1,0 +1,311 @@
+"""Run several models on one photo and put their results side by side.
+
+The photo is decoded, resized and normalised once per distinct pre-processing (models of a
+data set share it), then every model runs on the same tensor. Label maps are kept at the
+working size; overlays are drawn at the uploaded size on request, so moving the opacity
+slider re-blends without running a model again.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from segzoo.app.catalog import LabelSet, ModelCache, ModelEntry
+from segzoo.checkpoint import CheckpointError
+from segzoo.inference import overlay, predict_labels, resize_max_side, to_tensor
+
+log = logging.getLogger(__name__)
+
+# Disagreement colours by number of distinct labels at a pixel: 2, 3, 4 or more.
+DISAGREEMENT_COLOURS = ((255, 214, 0), (255, 120, 0), (220, 20, 60))
+
+
+@dataclass
+class ModelOutput:
+    entry: ModelEntry
+    seconds: float = math.nan  # the forward pass and arg-max, not loading
+    load_seconds: float = 0.0  # 0 when the model was already cached
+    labels: np.ndarray | None = None  # semantic: uint8 label map at the working size
+    instances: Any = None  # instance: whatever segzoo.instance.predict returned
+    work_size: tuple[int, int] | None = None  # (height, width) the model saw
+    image_scores: dict[str, float] | None = None  # vs the uploaded ground truth
+    error: str | None = None
+
+
+@dataclass
+class Comparison:
+    image: np.ndarray  # RGB as uploaded
+    label_set: LabelSet
+    outputs: list[ModelOutput] = field(default_factory=list)
+    work_image: np.ndarray | None = None  # what the semantic models saw (the first group's)
+    score_threshold: float = 0.5
+    ground_truth_note: str | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.image.shape[0], self.image.shape[1]
+
+    def semantic(self) -> list[ModelOutput]:
+        return [o for o in self.outputs if o.labels is not None]
+
+    def full_size_labels(self, output: ModelOutput) -> np.ndarray:
+        return resize_labels(output.labels, self.size)
+
+    def rendered(self, output: ModelOutput, alpha: float, score_threshold: float | None = None) -> np.ndarray:
+        """The model's result over the photo at the uploaded size (the photo itself on error)."""
+        if output.labels is not None:
+            return overlay(self.image, self.full_size_labels(output), self.label_set.palette, alpha)
+        if output.instances is not None:
+            from segzoo.instance.predict import draw_instances
+
+            threshold = self.score_threshold if score_threshold is None else score_threshold
+            work = _resize_rgb(self.image, output.work_size or self.size)
+            drawing = draw_instances(
+                work, output.instances, self.label_set.class_names, self.label_set.palette, threshold
+            )
+            drawing = _resize_rgb(np.asarray(drawing, dtype=np.uint8), self.size)
+            blended = (1 - alpha) * self.image.astype(np.float32) + alpha * drawing.astype(np.float32)
+            return blended.round().clip(0, 255).astype(np.uint8)
+        return self.image
+
+    def disagreement(self) -> tuple[np.ndarray, float] | None:
+        """Image of the pixels where the semantic models disagree, and that share of pixels."""
+        maps = [self.full_size_labels(o) for o in self.semantic()]
+        if len(maps) < 2:
+            return None
+        counts = distinct_label_counts(maps)
+        return render_disagreement(self.image, counts), float((counts > 1).mean())
+
+    def table(self) -> pd.DataFrame:
+        rows = []
+        for o in self.outputs:
+            scores = o.image_scores or {}
+            notes = []
+            if o.error:
+                notes.append(o.error)
+            if o.entry.interim:
+                notes.append("interim checkpoint (training not finished)")
+            if o.load_seconds:
+                notes.append(f"loaded in {o.load_seconds:.1f} s; first run, time includes set-up")
+            if o.instances is not None:
+                notes.append(f"{count_instances(o.instances, self.score_threshold)} instances")
+            rows.append(
+                {
+                    "Model": o.entry.label,
+                    "Family": o.entry.family,
+                    "Time (ms)": _round(o.seconds * 1000, 1),
+                    "mIoU, your mask (%)": _round(100 * scores.get("miou", math.nan), 1),
+                    "Pixel acc., your mask (%)": _round(100 * scores.get("pixel_accuracy", math.nan), 1),
+                    "Test mIoU (%)": _round(100 * o.entry.test_miou(), 1),
+                    "Notes": "; ".join(notes),
+                }
+            )
+        return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+
+
+TABLE_COLUMNS = [
+    "Model",
+    "Family",
+    "Time (ms)",
+    "mIoU, your mask (%)",
+    "Pixel acc., your mask (%)",
+    "Test mIoU (%)",
+    "Notes",
+]
+
+
+def _round(value: float, digits: int) -> float | None:
+    return None if value is None or math.isnan(value) else round(float(value), digits)
+
+
+def working_image(image: np.ndarray, max_side: int | None, config: dict[str, Any] | None = None) -> np.ndarray:
+    """Downscale to the scale the model was trained at (as ``segzoo predict`` does), never
+    beyond ``max_side``; small photos are not upscaled."""
+    from segzoo.predict import training_scale
+
+    side = training_scale(image, config or {}, fallback=max_side or max(image.shape[:2]))
+    return resize_max_side(image, min(side, max_side) if max_side else side)
+
+
+def resize_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    if labels.shape[:2] == tuple(size):
+        return labels
+    return cv2.resize(labels, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
+
+
+def _resize_rgb(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    if image.shape[:2] == tuple(size):
+        return image
+    return cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+
+
+def count_instances(instances: Any, score_threshold: float) -> int:
+    """Instances scoring at least ``score_threshold``, for the common result layouts."""
+    scores = None
+    if isinstance(instances, dict):
+        scores = instances.get("scores")
+    elif hasattr(instances, "scores"):
+        scores = instances.scores
+    elif isinstance(instances, (list, tuple)):
+        scores = [i.get("score", 1.0) if isinstance(i, dict) else getattr(i, "score", 1.0) for i in instances]
+    if scores is None:
+        return len(instances)
+    return int((np.asarray(torch.as_tensor(scores).float().cpu()) >= score_threshold).sum())
+
+
+def compare_models(
+    image: np.ndarray,
+    label_set: LabelSet,
+    entries: Sequence[ModelEntry],
+    cache: ModelCache,
+    max_side: int | None = 1024,
+    score_threshold: float = 0.5,
+    ground_truth: np.ndarray | None = None,
+) -> Comparison:
+    """Run every entry on ``image``; a model that fails to load is reported, not fatal."""
+    comparison = Comparison(image=image, label_set=label_set, score_threshold=score_threshold)
+    work_images: dict[Any, np.ndarray] = {}
+    tensors: dict[tuple, torch.Tensor] = {}
+    for entry in entries:
+        output = ModelOutput(entry)
+        comparison.outputs.append(output)
+        short_side = entry.config.get("short_side")  # models trained at one scale share the input
+        if short_side not in work_images:
+            work = working_image(image, max_side, entry.config)
+            # torch.from_numpy warns on read-only arrays (PIL's are): copy those once.
+            work_images[short_side] = work if work.flags.writeable else work.copy()
+        work = work_images[short_side]
+        output.work_size = work.shape[:2]
+        try:
+            start = time.perf_counter()
+            cached = entry in cache
+            model = cache.get(entry)
+            output.load_seconds = 0.0 if cached else time.perf_counter() - start
+            if entry.task == "instance":
+                from segzoo.instance.predict import predict_instances
+
+                start = time.perf_counter()
+                output.instances = predict_instances(model, work, entry.config, cache.device, score_threshold)
+                output.seconds = time.perf_counter() - start
+                continue
+            dtype = next(model.parameters()).dtype
+            mean = tuple(entry.config.get("mean", (0.485, 0.456, 0.406)))
+            std = tuple(entry.config.get("std", (0.229, 0.224, 0.225)))
+            key = (short_side, mean, std, dtype)
+            if key not in tensors:
+                tensors[key] = to_tensor(work, mean, std, cache.device, dtype)
+            start = time.perf_counter()
+            output.labels = predict_labels(model, tensors[key])
+            output.seconds = time.perf_counter() - start
+            if comparison.work_image is None:
+                comparison.work_image = work
+            if ground_truth is not None:
+                output.image_scores = image_scores(
+                    comparison.full_size_labels(output), ground_truth, label_set
+                )
+        except (CheckpointError, RuntimeError, ValueError) as exc:
+            log.exception("%s failed", entry.directory)
+            output.error = f"failed: {exc}"
+    return comparison
+
+
+def image_scores(prediction: np.ndarray, ground_truth: np.ndarray, label_set: LabelSet) -> dict[str, float]:
+    """mIoU and pixel accuracy of one label map (classes absent from both are left out)."""
+    from segzoo.metrics import confusion_matrix, scores_from_confusion
+
+    cm = confusion_matrix(
+        torch.from_numpy(prediction.astype(np.int64)),
+        torch.from_numpy(ground_truth.astype(np.int64)),
+        label_set.num_classes,
+        label_set.ignore_index,
+    )
+    scores = scores_from_confusion(cm, label_set.ignore_index)
+    return {"miou": scores.miou, "pixel_accuracy": scores.pixel_accuracy}
+
+
+def read_ground_truth(path: str | Path, label_set: LabelSet, size: tuple[int, int]) -> np.ndarray:
+    """A ground-truth mask as class indices ``int64 HxW``.
+
+    Accepts a single-channel (or palette-mode) PNG of class indices, or an RGB PNG drawn in
+    the data set's colours, where black is read as "unlabelled" when the data set ignores a
+    label. Raises ``ValueError`` naming the file for a wrong size or unknown labels/colours.
+    """
+    name = Path(path).name
+    try:
+        with Image.open(path) as mask_image:
+            mask_image.load()
+            mode = mask_image.mode
+            if mode in ("P", "L", "I", "I;16", "1"):
+                labels = np.asarray(mask_image).astype(np.int64)
+                rgb = None
+            else:
+                rgb = np.asarray(mask_image.convert("RGB"))
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise ValueError(f"ground-truth mask {name}: not a readable image ({exc})") from None
+    shape = labels.shape if rgb is None else rgb.shape[:2]
+    if tuple(shape) != tuple(size):
+        raise ValueError(
+            f"ground-truth mask {name} is {shape[1]}x{shape[0]} but the photo is {size[1]}x{size[0]}; "
+            "upload the mask that belongs to this photo"
+        )
+    if rgb is not None:
+        if (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all():
+            labels = rgb[..., 0].astype(np.int64)  # an index mask saved as grey RGB
+        else:
+            labels = _labels_from_colours(rgb, label_set, name)
+    known = labels < label_set.num_classes
+    if label_set.ignore_index is not None:
+        known |= labels == label_set.ignore_index
+    if not known.all():
+        unknown = sorted(np.unique(labels[~known]).tolist())
+        raise ValueError(
+            f"ground-truth mask {name} holds labels {unknown[:10]} unknown to {label_set.name} "
+            f"(classes 0-{label_set.num_classes - 1}"
+            + (f", ignored {label_set.ignore_index}" if label_set.ignore_index is not None else "")
+            + ")"
+        )
+    return labels
+
+
+def _labels_from_colours(rgb: np.ndarray, label_set: LabelSet, name: str) -> np.ndarray:
+    codes = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
+    palette = {(r << 16) | (g << 8) | b: i for i, (r, g, b) in enumerate(label_set.palette)}
+    if label_set.ignore_index is not None:
+        palette.setdefault(0, label_set.ignore_index)  # black: unlabelled
+    values, inverse = np.unique(codes, return_inverse=True)
+    unknown = [int(v) for v in values if int(v) not in palette]
+    if unknown:
+        colours = ", ".join(f"({v >> 16}, {(v >> 8) & 255}, {v & 255})" for v in unknown[:5])
+        raise ValueError(
+            f"ground-truth mask {name} has colours not in the {label_set.name} palette: {colours}"
+            + (" ..." if len(unknown) > 5 else "")
+        )
+    lut = np.array([palette[int(v)] for v in values], dtype=np.int64)
+    return lut[inverse.reshape(codes.shape)]
+
+
+def distinct_label_counts(label_maps: Sequence[np.ndarray]) -> np.ndarray:
+    """Per pixel, how many different labels the maps give (1 = all agree)."""
+    stacked = np.sort(np.stack(label_maps), axis=0)
+    return (1 + (np.diff(stacked, axis=0) != 0).sum(axis=0)).astype(np.uint8)
+
+
+def render_disagreement(image: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Faded grey photo; disagreeing pixels in yellow (2 labels), orange (3), red (4+)."""
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    out = np.repeat((96 + 0.5 * grey)[..., None], 3, axis=2)
+    for i, colour in enumerate(DISAGREEMENT_COLOURS):
+        where = counts == i + 2 if i < len(DISAGREEMENT_COLOURS) - 1 else counts >= i + 2
+        out[where] = 0.15 * out[where] + 0.85 * np.asarray(colour, dtype=np.float32)
+    return out.round().clip(0, 255).astype(np.uint8)

@@ -1,0 +1,457 @@
+"""The Gradio page: Compare, Leaderboard and Training curves tabs.
+
+Only glue lives here; the work is in :mod:`segzoo.app.compare` (running models),
+:mod:`segzoo.app.tables` (leaderboard and history numbers) and :mod:`segzoo.app.figures`.
+"""
+from __future__ import annotations
+
+import html
+import logging
+import math
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import numpy as np
+
+from segzoo.app import figures
+from segzoo.app.catalog import Catalog, LabelSet, ModelCache
+from segzoo.app.compare import TABLE_COLUMNS, Comparison, compare_models, read_ground_truth
+from segzoo.app.tables import display_table, leaderboard_frame, read_history
+from segzoo.inference import read_image
+
+log = logging.getLogger(__name__)
+
+TITLE = "segzoo: compare segmentation models"
+INTRO = """
+# segzoo: compare segmentation models
+Upload a photo (or pick an example below), choose a data set and the models trained on it, and press
+**Compare**: each model's labels are drawn over your photo, with the time it took. Add the photo's
+ground-truth mask to score every model on it. The other tabs show the test-set leaderboard and the
+training curves.
+"""
+CSS = """
+.legend { display: flex; flex-wrap: wrap; gap: 4px 14px; font-size: 0.9em; }
+.legend span.swatch { display: inline-block; width: 14px; height: 14px; border-radius: 3px;
+  margin-right: 5px; vertical-align: -2px; border: 1px solid rgba(0,0,0,.25); }
+.disagreement-key span.swatch { display: inline-block; width: 12px; height: 12px; border-radius: 2px;
+  margin: 0 4px 0 10px; vertical-align: -1px; }
+.note, .note * { font-size: 0.85rem !important; color: var(--body-text-color-subdued); }
+footer { display: none !important; }
+"""
+EXAMPLE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+MASK_SUFFIX = ".mask.png"  # examples/<dataset>-<name>.mask.png: ground truth of <dataset>-<name>.*
+
+
+@dataclass
+class AppContext:
+    """What every request shares: the checkpoint catalogue (rescanned on page load) and the model cache."""
+
+    checkpoints: Path
+    cache: ModelCache
+    max_side: int | None = 1024
+    leaderboard_path: Path | None = None
+    examples_dir: Path | None = None
+    catalog: Catalog = field(init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.catalog = Catalog.scan(self.checkpoints)
+
+    def rescan(self) -> Catalog:
+        catalog = Catalog.scan(self.checkpoints)
+        with self._lock:
+            self.catalog = catalog
+        return catalog
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def photo_input(**kwargs: Any) -> gr.Image:
+    """A filepath ``gr.Image`` whose unreadable uploads give a readable message, not a bare "Error".
+
+    Gradio opens an upload with PIL before our function runs; a junk file fails there. The
+    wrapper is set on the instance: a subclass would make Gradio write a ``.pyi`` stub next
+    to this module at import time.
+    """
+    component = gr.Image(type="filepath", **kwargs)
+    preprocess = component.preprocess
+
+    def readable_preprocess(payload: Any) -> Any:
+        try:
+            return preprocess(payload)
+        except Exception as exc:  # PIL raises several types for junk uploads
+            name = getattr(payload, "orig_name", None) or "the upload"
+            raise gr.Error(f"{name}: not a readable image ({exc})", title="Unreadable file") from None
+
+    component.preprocess = readable_preprocess  # type: ignore[method-assign]
+    return component
+
+
+def legend_html(label_set: LabelSet | None) -> str:
+    if label_set is None:
+        return ""
+    items = "".join(
+        f'<span><span class="swatch" style="background: rgb{tuple(colour)}"></span>{html.escape(name)}</span>'
+        for name, colour in zip(label_set.class_names, label_set.palette, strict=False)
+    )
+    return f'<div class="legend" aria-label="class colours">{items}</div>'
+
+
+def dataset_choices(catalog: Catalog) -> list[tuple[str, str]]:
+    choices = []
+    for name, label_set in catalog.label_sets.items():
+        n = len(label_set.entries)
+        choices.append((f"{name} ({label_set.num_classes} classes, {n} model{'s' * (n != 1)})", name))
+    return choices
+
+
+def model_choices(catalog: Catalog, dataset: str | None) -> list[tuple[str, str]]:
+    if not dataset or dataset not in catalog.label_sets:
+        return []
+    return [(e.label, e.key) for e in catalog.label_sets[dataset].entries]
+
+
+def untrained_note(catalog: Catalog, dataset: str | None) -> str:
+    if not dataset:
+        return ""
+    missing = catalog.untrained(dataset)
+    if not missing:
+        return ""
+    return (
+        f"Not trained on {dataset} yet (so not offered): {', '.join(missing)}. "
+        f"Train one with `segzoo train --model NAME --dataset ...`."
+    )
+
+
+def no_checkpoints_note(context: AppContext) -> str:
+    note = (
+        f"**No trained model found in `{context.checkpoints}`.** Train one "
+        "(`segzoo train --model unet_resnet34 --dataset camvid --data-root DIR`) or start the app with "
+        "`--checkpoints DIR` pointing at a folder of checkpoints (`DIR/<dataset>/<model>/`)."
+    )
+    if context.catalog.problems:
+        note += "\n\nSkipped:\n" + "\n".join(f"- {p}" for p in context.catalog.problems[:10])
+    return note
+
+
+def find_examples(examples_dir: Path | None, catalog: Catalog) -> list[list[Any]]:
+    """``[photo, data set, ground truth or None]`` rows for ``examples/<dataset>-<name>.<ext>``.
+
+    Photos whose data set has trained models come with it (and their ground truth); only when
+    no photo matches any trained data set are they all offered, with the first data set.
+    """
+    if examples_dir is None or not examples_dir.is_dir():
+        return []
+    datasets = catalog.datasets
+    matched, unmatched = [], []
+    for photo in sorted(examples_dir.iterdir()):
+        if photo.name.endswith(MASK_SUFFIX) or photo.suffix.lower() not in EXAMPLE_SUFFIXES:
+            continue
+        hint = photo.name.split("-", 1)[0]
+        matches = [d for d in datasets if d == hint] or [d for d in datasets if d.startswith(hint)]
+        if matches:
+            mask = photo.with_name(photo.stem + MASK_SUFFIX)
+            matched.append([str(photo), matches[0], str(mask) if mask.is_file() else None])
+        else:
+            unmatched.append([str(photo), datasets[0] if datasets else None, None])
+    return matched or unmatched
+
+
+def _status(comparison: Comparison, work_shape: tuple[int, int] | None, disagreement: float | None) -> str:
+    h, w = comparison.size
+    n = len(comparison.outputs)
+    lines = [f"**{n} model{'s' * (n != 1)}** on your {w}×{h} photo"]
+    if work_shape and tuple(work_shape) != (h, w):
+        lines[0] += f" (run at {work_shape[1]}×{work_shape[0]}, shown at full size)"
+    lines[0] += "."
+    if disagreement is not None:
+        lines.append(f"The models disagree on **{100 * disagreement:.1f}%** of the pixels (map below).")
+    loaded = [o for o in comparison.outputs if o.load_seconds]
+    if loaded:
+        seconds = sum(o.load_seconds for o in loaded)
+        lines.append(
+            f"Loaded {len(loaded)} model{'s' * (len(loaded) != 1)} in {seconds:.1f} s "
+            "(kept in memory for the next photo)."
+        )
+    failed = [o for o in comparison.outputs if o.error]
+    for o in failed:
+        lines.append(f"⚠️ {o.entry.label}: {o.error}")
+    if comparison.ground_truth_note:
+        lines.append(f"⚠️ {comparison.ground_truth_note}")
+    return " ".join(lines[:1]) + ("\n\n" + "\n\n".join(lines[1:]) if len(lines) > 1 else "")
+
+
+def _caption(comparison: Comparison, output: Any) -> str:
+    if output.error:
+        return f"{output.entry.label}: failed"
+    caption = f"{output.entry.label} · {1000 * output.seconds:.0f} ms"
+    scores = output.image_scores
+    if scores and not math.isnan(scores.get("miou", math.nan)):
+        caption += f" · mIoU {100 * scores['miou']:.1f}%"
+    return caption
+
+
+def gallery_items(
+    comparison: Comparison, opacity: float, score_threshold: float | None = None
+) -> list[tuple[np.ndarray, str]]:
+    return [
+        (comparison.rendered(o, opacity, score_threshold), _caption(comparison, o))
+        for o in comparison.outputs
+    ]
+
+
+# ---------------------------------------------------------------------------- the page
+
+
+def build_app(context: AppContext, gpu: Callable[[Callable], Callable] = lambda f: f) -> gr.Blocks:
+    """The Blocks app. ``gpu`` wraps the Compare function (``spaces.GPU`` on ZeroGPU)."""
+
+    def compare(
+        image: str | None,
+        dataset: str | None,
+        models: list[str] | None,
+        opacity: float = 0.5,
+        ground_truth: str | None = None,
+        score_threshold: float = 0.5,
+    ) -> tuple[Any, ...]:
+        """Segment one photo with the chosen models of one data set.
+
+        Returns the overlays (one per model, at the photo's size, PNG; opacity 1 gives the
+        pure colour masks), a table of inference times and scores, the disagreement map and
+        a status message.
+        """
+        catalog = context.catalog
+        if not catalog.label_sets:
+            raise gr.Error(f"No trained model found in {context.checkpoints}; train one first.", title="No models")
+        if image is None:
+            raise gr.Error("Upload a photo (or pick an example) first.", title="No photo")
+        if not dataset:
+            dataset = catalog.datasets[0]
+        try:
+            label_set = catalog.label_set(dataset)
+            keys = models if models else []
+            if isinstance(keys, str):
+                keys = [keys]
+            if not keys:
+                raise ValueError("Select at least one model.")
+            entries = [label_set.entry(k) for k in keys]
+            photo = read_image(image)
+        except ValueError as exc:
+            raise gr.Error(str(exc), title="Cannot compare") from None
+        truth, note = None, None
+        if ground_truth:
+            try:
+                truth = read_ground_truth(ground_truth, label_set, photo.shape[:2])
+            except ValueError as exc:
+                note = f"Ground truth not used: {exc}"
+                gr.Warning(note)
+        try:
+            comparison = compare_models(
+                photo, label_set, entries, context.cache, context.max_side, float(score_threshold), truth
+            )
+        except Exception as exc:  # keep serving; say what happened
+            log.exception("compare failed")
+            raise gr.Error(f"The comparison failed: {type(exc).__name__}: {exc}", title="Comparison failed") from None
+        comparison.ground_truth_note = note
+        result = comparison.disagreement()
+        disagreement_image, share = (result if result else (None, None))
+        work = comparison.work_image.shape[:2] if comparison.work_image is not None else None
+        return (
+            gallery_items(comparison, float(opacity)),
+            comparison.table(),
+            disagreement_image,
+            _status(comparison, work, share),
+            comparison,
+        )
+
+    compare_fn = gpu(compare)
+
+    def rerender(comparison: Comparison | None, opacity: float, score_threshold: float) -> Any:
+        if comparison is None:
+            return gr.skip()
+        return gallery_items(comparison, float(opacity), float(score_threshold))
+
+    def on_dataset(dataset: str | None) -> tuple[Any, ...]:
+        catalog = context.catalog
+        choices = model_choices(catalog, dataset)
+        label_set = catalog.label_sets.get(dataset) if dataset else None
+        has_instances = bool(label_set and "instance" in label_set.tasks())
+        return (
+            gr.update(choices=choices, value=[v for _, v in choices]),
+            legend_html(label_set),
+            untrained_note(catalog, dataset),
+            gr.update(visible=has_instances),
+        )
+
+    def leaderboard_views(dataset: str | None) -> tuple[Any, ...]:
+        frame = leaderboard_frame(context.catalog, context.leaderboard_path)
+        datasets = list(dict.fromkeys(list(frame["dataset"]) + context.catalog.datasets))
+        if dataset not in datasets:
+            dataset = datasets[0] if datasets else None
+        rows = frame[frame["dataset"] == dataset] if dataset else frame
+        label_set = context.catalog.label_sets.get(dataset) if dataset else None
+        classes = label_set.class_names if label_set else None
+        return (
+            gr.update(choices=datasets, value=dataset),
+            display_table(rows),
+            figures.miou_bars(rows, f"mIoU per model ({dataset})" if dataset else "mIoU per model"),
+            figures.speed_quality(rows),
+            figures.class_iou_heatmap(rows, classes),
+        )
+
+    def curve_models(dataset: str | None) -> Any:
+        choices = model_choices(context.catalog, dataset)
+        return gr.update(choices=choices, value=[v for _, v in choices])
+
+    def curves(dataset: str | None, models: list[str] | None) -> tuple[Any, Any]:
+        catalog = context.catalog
+        histories = {}
+        if dataset in catalog.label_sets:
+            for entry in catalog.label_sets[dataset].entries:
+                if models is not None and entry.key not in models:
+                    continue
+                history = read_history(entry.history_path)
+                if history is not None:
+                    histories[entry.label] = history
+        return figures.training_curves(histories)
+
+    def on_load() -> tuple[Any, ...]:
+        # A fresh page sees checkpoints written since the app started.
+        catalog = context.rescan()
+        choices = dataset_choices(catalog)
+        value = choices[0][1] if choices else None
+        return (
+            gr.update(choices=choices, value=value),
+            *on_dataset(value),
+            gr.update(choices=choices, value=value),
+            curve_models(value),
+            gr.update(value=no_checkpoints_note(context), visible=not catalog.label_sets),
+        )
+
+    catalog = context.catalog
+    choices = dataset_choices(catalog)
+    first = choices[0][1] if choices else None
+    first_set = catalog.label_sets.get(first) if first else None
+    examples = find_examples(context.examples_dir, catalog)
+
+    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
+        gr.Markdown(INTRO)
+        with gr.Tabs():
+            with gr.Tab("Compare", id="compare"):
+                empty_note = gr.Markdown(no_checkpoints_note(context), visible=not catalog.label_sets)
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=2, min_width=320):
+                        image = photo_input(
+                            label="Photo", sources=["upload", "clipboard", "webcam"], height=300,
+                            elem_id="photo",
+                        )
+                        dataset = gr.Dropdown(
+                            choices=choices, value=first, label="Data set / label set",
+                            info="The classes the models predict", elem_id="dataset",
+                        )
+                        models = gr.CheckboxGroup(
+                            choices=model_choices(catalog, first), value=[v for _, v in model_choices(catalog, first)],
+                            label="Models", show_select_all=True, elem_id="models",
+                        )
+                        untrained = gr.Markdown(untrained_note(catalog, first), elem_classes="note")
+                        opacity = gr.Slider(0, 1, value=0.5, step=0.05, label="Overlay opacity", elem_id="opacity")
+                        score_threshold = gr.Slider(
+                            0.05, 0.95, value=0.5, step=0.05, label="Mask R-CNN score threshold",
+                            visible=bool(first_set and "instance" in first_set.tasks()),
+                        )
+                        with gr.Accordion("Ground truth (optional)", open=False):
+                            gr.Markdown(
+                                "A PNG of class indices (one per pixel) or drawn in the legend's colours, "
+                                "the size of the photo.", elem_classes="note",
+                            )
+                            ground_truth = photo_input(
+                                label="Ground-truth mask",
+                                sources=["upload"], height=160, image_mode=None, elem_id="ground-truth",
+                            )
+                        run = gr.Button("Compare", variant="primary", elem_id="compare-button")
+                        if examples:
+                            gr.Examples(
+                                examples=examples, inputs=[image, dataset, ground_truth], label="Examples",
+                                examples_per_page=8, visible_columns=[0],  # the photo; it sets all three
+                            )
+                    with gr.Column(scale=5):
+                        status = gr.Markdown("Pick a photo and press **Compare**.", elem_id="status")
+                        gallery = gr.Gallery(
+                            label="Each model's result (click to enlarge)", columns=3, height="auto",
+                            object_fit="contain", format="png", elem_id="results",
+                        )
+                        legend = gr.HTML(legend_html(first_set), elem_id="legend")
+                        table = gr.Dataframe(
+                            headers=TABLE_COLUMNS, label="Per-model numbers", interactive=False, wrap=True,
+                            column_widths=["20%", "9%", "9%", "11%", "11%", "9%", "31%"], elem_id="results-table",
+                        )
+                        disagreement = gr.Image(
+                            label="Disagreement: where the models give different labels", format="png",
+                            interactive=False, elem_id="disagreement",
+                        )
+                        gr.HTML(
+                            '<div class="disagreement-key">Distinct labels at a pixel:'
+                            '<span class="swatch" style="background: rgb(255,214,0)"></span>2'
+                            '<span class="swatch" style="background: rgb(255,120,0)"></span>3'
+                            '<span class="swatch" style="background: rgb(220,20,60)"></span>4 or more'
+                            "; grey: all agree.</div>"
+                        )
+                        comparison = gr.State()
+
+            with gr.Tab("Leaderboard", id="leaderboard") as leaderboard_tab:
+                gr.Markdown(
+                    "Test-set scores from `benchmarks/leaderboard.json` (`segzoo leaderboard`) or each "
+                    "checkpoint's `metrics.json` (`segzoo evaluate`). Click a column header to sort."
+                )
+                board_dataset = gr.Dropdown(label="Data set", elem_id="board-dataset")
+                board = gr.Dataframe(interactive=False, label="Leaderboard", elem_id="leaderboard-table")
+                with gr.Row():
+                    miou_plot = gr.Plot(label="mIoU per model", show_label=False, elem_id="miou-plot")
+                    tradeoff_plot = gr.Plot(label="Accuracy against latency", show_label=False, elem_id="tradeoff-plot")
+                class_plot = gr.Plot(label="IoU per class", show_label=False, elem_id="class-plot")
+
+            with gr.Tab("Training curves", id="curves") as curves_tab:
+                gr.Markdown("Loss and validation mIoU per epoch, from each checkpoint's `history.csv`.")
+                with gr.Row():
+                    curves_dataset = gr.Dropdown(
+                        choices=choices, value=first, label="Data set", elem_id="curves-dataset"
+                    )
+                    curves_models = gr.CheckboxGroup(
+                        choices=model_choices(catalog, first), value=[v for _, v in model_choices(catalog, first)],
+                        label="Models", elem_id="curves-models",
+                    )
+                with gr.Row():
+                    loss_plot = gr.Plot(label="Loss", show_label=False, elem_id="loss-plot")
+                    miou_curve_plot = gr.Plot(label="Validation mIoU", show_label=False, elem_id="val-miou-plot")
+
+        private = dict(api_visibility="private")
+        run.click(
+            compare_fn,
+            inputs=[image, dataset, models, opacity, ground_truth, score_threshold],
+            outputs=[gallery, table, disagreement, status, comparison],
+            api_name="compare",
+            concurrency_limit=1,
+        )
+        for slider in (opacity, score_threshold):  # re-blend or re-draw, without running the models again
+            slider.change(
+                rerender, [comparison, opacity, score_threshold], gallery,
+                show_progress="hidden", trigger_mode="always_last", **private,
+            )
+        dataset.change(on_dataset, dataset, [models, legend, untrained, score_threshold], **private)
+        board_outputs = [board_dataset, board, miou_plot, tradeoff_plot, class_plot]
+        leaderboard_tab.select(leaderboard_views, board_dataset, board_outputs, **private)
+        board_dataset.input(leaderboard_views, board_dataset, board_outputs, **private)
+        curves_dataset.change(curve_models, curves_dataset, curves_models, **private)
+        curves_models.change(curves, [curves_dataset, curves_models], [loss_plot, miou_curve_plot], **private)
+        curves_tab.select(curves, [curves_dataset, curves_models], [loss_plot, miou_curve_plot], **private)
+        demo.load(
+            on_load, None,
+            [dataset, models, legend, untrained, score_threshold, curves_dataset, curves_models, empty_note],
+            **private,
+        )
+    return demo
