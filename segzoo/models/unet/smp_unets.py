@@ -20,7 +20,7 @@ def _register(name: str, encoder: str, params: int, label: str) -> None:
     @register_model(
         name,
         family="UNet",
-        description=f"UNet decoder on a {label} encoder (segmentation-models-pytorch)",
+        description=f"UNet decoder, {label} encoder (segmentation-models-pytorch)",
         paper="Ronneberger et al., U-Net, MICCAI 2015; encoder as named",
         params=params,
     )
