@@ -48,6 +48,8 @@ class Detectron2MaskRCNN(nn.Module):
         min_size: int = 800,
         max_size: int = 1333,
         weights_url: str | None = None,
+        rois_per_image: int = 512,
+        trainable_backbone_layers: int = 5,
     ) -> None:
         super().__init__()
         from detectron2 import model_zoo
@@ -57,10 +59,11 @@ class Detectron2MaskRCNN(nn.Module):
         cfg.MODEL.DEVICE = "cpu"  # moved with .to() like any module
         cfg.MODEL.ROI_HEADS.NUM_CLASSES = num_classes
         cfg.MODEL.RESNETS.NORM = norm
-        if weights_url is None:
-            # From random initialisation the zoo's frozen batch norm diverges at the
-            # first iteration and a frozen random stem would never learn.
-            cfg.MODEL.BACKBONE.FREEZE_AT = 0
+        cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = rois_per_image
+        # Stages frozen from the stem on (the zoo freezes 2 for pretrained weights; from
+        # random initialisation nothing may be frozen, and the zoo's frozen batch norm
+        # diverges at the first iteration: build_detectron2_maskrcnn picks "BN" then).
+        cfg.MODEL.BACKBONE.FREEZE_AT = 5 - trainable_backbone_layers
         cfg.MODEL.WEIGHTS = ""
         cfg.freeze()
         self.cfg = cfg
@@ -133,6 +136,8 @@ def build_detectron2_maskrcnn(
     min_size: int = 800,
     max_size: int = 1333,
     norm: str | None = None,
+    rois_per_image: int = 512,
+    trainable_backbone_layers: int | None = None,
 ) -> nn.Module:
     """Detectron2's zoo Mask R-CNN R50-FPN (``mask_rcnn_R_50_FPN_3x``).
 
@@ -158,7 +163,12 @@ def build_detectron2_maskrcnn(
     if url is not None:
         check_reachable(DOWNLOAD_URL, f"{weights or encoder_weights} weights for Mask R-CNN (Detectron2)")
     norm = norm or ("FrozenBN" if url else "BN")
-    return Detectron2MaskRCNN(num_classes, norm=norm, min_size=min_size, max_size=max_size, weights_url=url)
+    if trainable_backbone_layers is None:
+        trainable_backbone_layers = 3 if url else 5
+    return Detectron2MaskRCNN(
+        num_classes, norm=norm, min_size=min_size, max_size=max_size, weights_url=url,
+        rois_per_image=rois_per_image, trainable_backbone_layers=trainable_backbone_layers,
+    )  # fmt: skip
 
 
 class _ArraysOnlyUnpickler(pickle.Unpickler):
@@ -173,6 +183,7 @@ class _ArraysOnlyUnpickler(pickle.Unpickler):
         ("numpy", "ndarray"),
         ("numpy", "dtype"),
         ("collections", "OrderedDict"),
+        ("_codecs", "encode"),  # how protocol-2 pickles store bytes
     }
 
     def find_class(self, module: str, name: str) -> Any:

@@ -75,7 +75,7 @@ class MaskRCNN(nn.Module):
         "head and a 28x28 mask per object (torchvision v2, or Detectron2 when installed)"
     ),
     paper="He, Gkioxari, Dollar, Girshick, Mask R-CNN, ICCV 2017 (arXiv:1703.06870)",
-    params=45_940_779,
+    params=45_939_613,
     task="instance",
 )
 def build_maskrcnn_r50_fpn(
@@ -88,6 +88,8 @@ def build_maskrcnn_r50_fpn(
     max_size: int = 1333,
     norm: str | None = None,
     freeze_backbone_norm: bool | None = None,
+    rois_per_image: int = 512,
+    trainable_backbone_layers: int | None = None,
 ) -> nn.Module:
     """``num_classes`` object categories (background is added internally).
 
@@ -95,6 +97,12 @@ def build_maskrcnn_r50_fpn(
     imports). ``weights="coco"``: COCO-trained (downloads; fails fast offline).
     ``encoder_weights="imagenet"``: ImageNet ResNet-50 only. ``norm`` (Detectron2 only):
     its ResNet norm, ``"BN"`` from scratch, ``"FrozenBN"`` with pretrained weights.
+    ``rois_per_image``: proposals sampled per image to train the box and mask heads (the
+    papers' 512; fewer train faster and suit images with few objects). Neither changes
+    the weights' shapes, and ``rois_per_image`` only matters in training.
+    ``trainable_backbone_layers`` (0-5, counting the stem): the deepest ResNet stages that
+    train; default 3 with pretrained weights, all 5 without (torchvision's and Detectron2's
+    ``FREEZE_AT = 2`` convention).
     """
     from segzoo.instance.backends import resolve_backend
 
@@ -104,14 +112,22 @@ def build_maskrcnn_r50_fpn(
     pretrained = weights is not None or encoder_weights is not None
     if freeze_backbone_norm is None:
         freeze_backbone_norm = pretrained and backend == "torchvision"
+    if trainable_backbone_layers is None:
+        trainable_backbone_layers = 3 if pretrained else 5
+    if not 0 <= trainable_backbone_layers <= 5:
+        raise ValueError(f"trainable_backbone_layers must be 0-5, got {trainable_backbone_layers}")
     if backend == "torchvision":
         if norm not in (None, "BN"):
             raise ValueError("norm applies to the detectron2 backend only (torchvision's v2 uses BN)")
         from segzoo.models.maskrcnn.torchvision_backend import build_torchvision_maskrcnn
 
-        detector = build_torchvision_maskrcnn(num_classes, weights, encoder_weights, min_size, max_size)
+        detector = build_torchvision_maskrcnn(
+            num_classes, weights, encoder_weights, min_size, max_size, rois_per_image, trainable_backbone_layers
+        )
     else:
         from segzoo.models.maskrcnn.detectron2_backend import build_detectron2_maskrcnn
 
-        detector = build_detectron2_maskrcnn(num_classes, weights, encoder_weights, min_size, max_size, norm)
+        detector = build_detectron2_maskrcnn(
+            num_classes, weights, encoder_weights, min_size, max_size, norm, rois_per_image, trainable_backbone_layers
+        )
     return MaskRCNN(detector, backend, freeze_backbone_norm)

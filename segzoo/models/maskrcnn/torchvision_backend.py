@@ -24,6 +24,8 @@ def build_torchvision_maskrcnn(
     encoder_weights: str | None = None,
     min_size: int = 800,
     max_size: int = 1333,
+    rois_per_image: int = 512,
+    trainable_backbone_layers: int | None = None,
 ) -> nn.Module:
     """``maskrcnn_resnet50_fpn_v2`` predicting ``num_classes`` categories plus background.
 
@@ -49,12 +51,14 @@ def build_torchvision_maskrcnn(
         weights=None,
         weights_backbone=backbone_weights,
         num_classes=num_classes + 1,
-        # Same trainable layers torchvision would pick for a pretrained model; all five
-        # when training from scratch.
-        trainable_backbone_layers=3 if weights or encoder_weights else 5,
+        trainable_backbone_layers=3 if backbone_weights else None,  # re-set below
         min_size=min_size,
         max_size=max_size,
+        box_batch_size_per_image=rois_per_image,
     )
+    if trainable_backbone_layers is None:
+        trainable_backbone_layers = 3 if weights or encoder_weights else 5
+    freeze_stages(model.backbone.body, trainable_backbone_layers)
     if weights == "coco":
         coco_weights = MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1
         state = coco_weights.get_state_dict(progress=True, check_hash=True)
@@ -66,6 +70,16 @@ def build_torchvision_maskrcnn(
         if missing or unexpected:
             raise RuntimeError(f"COCO Mask R-CNN weights do not fit: missing {missing}, unexpected {unexpected}")
     return model
+
+
+def freeze_stages(body: nn.Module, trainable: int) -> None:
+    """Train only the ``trainable`` deepest of conv1, layer1-4 (torchvision's own rule,
+    applied here also without pretrained weights, where torchvision ignores it)."""
+    names = ["layer4", "layer3", "layer2", "layer1", "conv1"][:trainable]
+    if trainable == 5:
+        names.append("bn1")
+    for name, parameter in body.named_parameters():
+        parameter.requires_grad_(any(name.startswith(n) for n in names))
 
 
 _PREDICTOR_KEYS = (
