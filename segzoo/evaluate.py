@@ -169,3 +169,39 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="where to write the metrics (default: CKPT/metrics.json)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.set_defaults(func=run)
+
+
+REGRESSION_FILE = "regression.json"
+
+
+def score_example_frames(checkpoint_dir: str | Path, examples_dir: str | Path) -> dict[str, Any]:
+    """Score a checkpoint on the shipped example frames of its data set.
+
+    Examples are ``<dataset>-<name>.jpg`` with a ``<dataset>-<name>.mask.png`` of class
+    indices. Prediction goes through the same path as the app and ``segzoo predict``
+    (training scale, full-size mask), and one confusion matrix covers all the frames.
+    """
+    import numpy as np
+    from PIL import Image
+
+    from segzoo.inference import predict_mask, read_image
+    from segzoo.metrics import ConfusionMatrix
+    from segzoo.predict import training_scale
+
+    model, config = load(checkpoint_dir)
+    masks = sorted(Path(examples_dir).glob(f"{config['dataset']}-*.mask.png"))
+    if not masks:
+        raise FileNotFoundError(f"{examples_dir}: no {config['dataset']}-*.mask.png example frames")
+    matrix = ConfusionMatrix(config["num_classes"], ignore_index=config.get("ignore_index"))
+    for mask_path in masks:
+        image = read_image(mask_path.with_name(mask_path.name.replace(".mask.png", ".jpg")))
+        prediction = predict_mask(model, image, config, max_side=training_scale(image, config))
+        target = np.array(Image.open(mask_path), dtype=np.int64)
+        matrix.update(torch.from_numpy(prediction.astype(np.int64))[None], torch.from_numpy(target)[None])
+    scores = matrix.compute()
+    return {
+        "frames": [m.name.replace(".mask.png", "") for m in masks],
+        "miou": scores.miou,
+        "pixel_accuracy": scores.pixel_accuracy,
+        "weights_sha256": file_sha256(Path(checkpoint_dir) / WEIGHTS_FILE),
+    }
