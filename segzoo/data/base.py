@@ -280,3 +280,18 @@ def summarize_problems(problems: list[str], limit: int = 5) -> str:
 def check_missing_option(missing: str) -> None:
     if missing not in ("error", "skip"):
         raise ValueError(f"missing must be 'error' or 'skip', not {missing!r}")
+
+
+class MaskFileDataset(SegmentationDataset):
+    """A data set with one label PNG per image (``self.masks``), its stored values mapped
+    to classes by the look-up table ``_lut`` (see :func:`make_lut`)."""
+
+    _lut: np.ndarray
+    masks: list[Path]
+
+    def mask_source(self, index: int) -> str:
+        return str(self.masks[index])
+
+    def read_label(self, index: int, image_shape: tuple[int, int]) -> np.ndarray:
+        path = self.masks[index]
+        return apply_lut(read_mask_file(path), self._lut, path)

@@ -13,16 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-
 from segzoo.data.base import (
     DatasetInfo,
-    SegmentationDataset,
-    apply_lut,
+    MaskFileDataset,
     check_missing_option,
     make_lut,
     pair_by_stem,
-    read_mask_file,
 )
 
 CLASS_NAMES = [
@@ -44,7 +40,7 @@ def info() -> DatasetInfo:
     return DatasetInfo("camvid", list(CLASS_NAMES), list(PALETTE), IGNORE_INDEX)
 
 
-class CamVid(SegmentationDataset):
+class CamVid(MaskFileDataset):
     """CamVid frames and 11-class masks (label 11, unlabelled, is ``ignore_index``)."""
 
     _lut = make_lut({i: i for i in range(12)})
@@ -69,10 +65,3 @@ class CamVid(SegmentationDataset):
         super().__init__(info(), images, transform)
         self.root, self.split = root, split
         self.problems = problems
-
-    def mask_source(self, index: int) -> str:
-        return str(self.masks[index])
-
-    def read_label(self, index: int, image_shape: tuple[int, int]) -> np.ndarray:
-        path = self.masks[index]
-        return apply_lut(read_mask_file(path), self._lut, path)

@@ -14,16 +14,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-
 from segzoo.data.base import (
     DatasetInfo,
-    SegmentationDataset,
-    apply_lut,
+    MaskFileDataset,
     check_missing_option,
     default_palette,
     make_lut,
-    read_mask_file,
     summarize_problems,
 )
 
@@ -49,7 +45,7 @@ def find_voc_root(root: Path) -> Path:
     )
 
 
-class VOCSegmentation(SegmentationDataset):
+class VOCSegmentation(MaskFileDataset):
     """Pascal VOC 2012 images with their 21-class masks (255 ignored)."""
 
     _lut = make_lut({i: i for i in range(len(CLASS_NAMES))} | {IGNORE_INDEX: IGNORE_INDEX})
@@ -79,10 +75,3 @@ class VOCSegmentation(SegmentationDataset):
         super().__init__(info(), images, transform)
         self.root, self.split = root, split
         self.problems = problems
-
-    def mask_source(self, index: int) -> str:
-        return str(self.masks[index])
-
-    def read_label(self, index: int, image_shape: tuple[int, int]) -> np.ndarray:
-        path = self.masks[index]
-        return apply_lut(read_mask_file(path), self._lut, path)
