@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from segzoo.checkpoint import METRICS_FILE, WEIGHTS_FILE, load, load_config, write_json
+from segzoo.devices import PRECISIONS, compute_recipe, device_name, resolve_device
 
 
 def file_sha256(path: str | Path) -> str:
@@ -26,12 +27,6 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             sha.update(block)
     return sha.hexdigest()
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def evaluate_checkpoint(
@@ -43,17 +38,22 @@ def evaluate_checkpoint(
     num_workers: int = 0,
     out: str | Path | None = None,
     progress: bool = True,
+    precision: str = "32-true",
 ) -> dict[str, Any]:
-    """Evaluate a semantic checkpoint directory; writes and returns the metrics."""
+    """Evaluate a semantic checkpoint directory; writes and returns the metrics.
+
+    The published numbers are float32 (``precision="32-true"``), reproducible on any
+    machine; ``auto`` scores the fast path the app serves (bf16 on CPUs that have it)."""
     from segzoo.data import get_dataset
     from segzoo.metrics import scores_from_confusion
     from segzoo.training.data import PreparedSamples, validation_samples
-    from segzoo.training.loop import device_name
     from segzoo.training.validation import validate
 
     checkpoint = Path(checkpoint)
-    torch_device = resolve_device(device)
+    recipe = compute_recipe(device, precision)
+    torch_device = recipe.device
     model, config = load(checkpoint, device=torch_device)
+    model = recipe.prepare_model(model)
     training = config.get("training", {})
     root = data_root or training.get("data_root") or config.get("data_root")
     if root is None:
@@ -77,6 +77,8 @@ def evaluate_checkpoint(
         mean=config["mean"],
         std=config["std"],
         device=torch_device,
+        channels_last=recipe.channels_last,
+        precision=recipe.precision,
         progress=progress,
         total=len(indices),
         desc=f"evaluate {split}",
@@ -106,6 +108,8 @@ def evaluate_checkpoint(
             "interim": config.get("interim", False),
         },
         "device_name": device_name(torch_device),
+        "precision": recipe.precision,
+        "channels_last": recipe.channels_last,
         "seconds": round(seconds, 3),
         "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -147,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
         num_workers=args.num_workers,
         out=args.out,
         progress=args.progress,
+        precision=args.precision,
     )
     print_metrics(metrics)
     print(f"wrote {args.out or checkpoint / METRICS_FILE}")
@@ -165,6 +170,9 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data-root", help="data folder (default: the one recorded at training time)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--limit", type=int, metavar="N", help="score only the first N images (marked partial)")
+    p.add_argument("--precision", choices=PRECISIONS, default="32-true",
+                   help="32-true: the reference float32 numbers (default); auto: the device's fast path, "
+                   "as served by the app")  # fmt: skip
     p.add_argument("--num-workers", type=int, default=0, help="data-loading processes (default: 0)")
     p.add_argument("--out", help="where to write the metrics (default: CKPT/metrics.json)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
@@ -174,7 +182,9 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
 REGRESSION_FILE = "regression.json"
 
 
-def score_example_frames(checkpoint_dir: str | Path, examples_dir: str | Path) -> dict[str, Any]:
+def score_example_frames(
+    checkpoint_dir: str | Path, examples_dir: str | Path, precision: str = "32-true"
+) -> dict[str, Any]:
     """Score a checkpoint on the shipped example frames of its data set.
 
     Examples are ``<dataset>-<name>.jpg`` with a ``<dataset>-<name>.mask.png`` of class
@@ -188,14 +198,16 @@ def score_example_frames(checkpoint_dir: str | Path, examples_dir: str | Path) -
     from segzoo.metrics import ConfusionMatrix
     from segzoo.predict import training_scale
 
+    recipe = compute_recipe("cpu", precision)
     model, config = load(checkpoint_dir)
+    model = recipe.prepare_model(model)
     masks = sorted(Path(examples_dir).glob(f"{config['dataset']}-*.mask.png"))
     if not masks:
         raise FileNotFoundError(f"{examples_dir}: no {config['dataset']}-*.mask.png example frames")
     matrix = ConfusionMatrix(config["num_classes"], ignore_index=config.get("ignore_index"))
     for mask_path in masks:
         image = read_image(mask_path.with_name(mask_path.name.replace(".mask.png", ".jpg")))
-        prediction = predict_mask(model, image, config, max_side=training_scale(image, config))
+        prediction = predict_mask(model, image, config, max_side=training_scale(image, config), recipe=recipe)
         target = np.array(Image.open(mask_path), dtype=np.int64)
         matrix.update(torch.from_numpy(prediction.astype(np.int64))[None], torch.from_numpy(target)[None])
     scores = matrix.compute()

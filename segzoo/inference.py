@@ -11,6 +11,8 @@ import torch
 import torch.nn as nn
 from PIL import Image, UnidentifiedImageError
 
+from segzoo.devices import ComputeRecipe
+
 ImageSource = Union[str, Path, bytes, np.ndarray, Image.Image]
 
 # 40 megapixels: larger than any camera photo people upload, small enough that decoding
@@ -85,9 +87,22 @@ def to_tensor(
 
 
 @torch.inference_mode()
-def predict_labels(model: nn.Module, x: torch.Tensor, out_size: tuple[int, int] | None = None) -> np.ndarray:
-    """Arg-max labels of ``model(x)`` as ``uint8 HxW``, resized (nearest) to ``out_size``."""
-    logits = model(x)
+def predict_labels(
+    model: nn.Module,
+    x: torch.Tensor,
+    out_size: tuple[int, int] | None = None,
+    recipe: ComputeRecipe | None = None,
+) -> np.ndarray:
+    """Arg-max labels of ``model(x)`` as ``uint8 HxW``, resized (nearest) to ``out_size``.
+
+    ``recipe`` (see :mod:`segzoo.devices`) sets the autocast precision and memory format;
+    without one the model runs as it is (float32 unless its weights are half).
+    """
+    if recipe is None:
+        logits = model(x)
+    else:
+        with recipe.autocast():
+            logits = model(recipe.prepare_input(x))
     labels = logits.argmax(dim=1)[0].to(torch.uint8)
     if out_size is not None and tuple(labels.shape) != tuple(out_size):
         labels = torch.nn.functional.interpolate(
@@ -102,12 +117,14 @@ def predict_mask(
     config: dict,
     device: str | torch.device = "cpu",
     max_side: int | None = 1024,
+    recipe: ComputeRecipe | None = None,
 ) -> np.ndarray:
-    """Segment one RGB image; the mask has the image's size."""
+    """Segment one RGB image; the mask has the image's size. ``recipe`` as in :func:`predict_labels`
+    (its device then wins over ``device``)."""
     small = resize_max_side(image, max_side)
     dtype = next(model.parameters()).dtype
-    x = to_tensor(small, config["mean"], config["std"], device, dtype)
-    return predict_labels(model, x, out_size=image.shape[:2])
+    x = to_tensor(small, config["mean"], config["std"], recipe.device if recipe else device, dtype)
+    return predict_labels(model, x, out_size=image.shape[:2], recipe=recipe)
 
 
 def colorize(mask: np.ndarray, palette: Sequence[Sequence[int]]) -> np.ndarray:

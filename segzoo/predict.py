@@ -16,7 +16,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from segzoo.checkpoint import atomic_write, load, load_config
-from segzoo.evaluate import resolve_device
+from segzoo.devices import PRECISIONS, compute_recipe
 
 
 def _save_png(path: Path, array: np.ndarray) -> None:
@@ -43,25 +43,29 @@ def predict_files(
     max_side: int | None = None,
     alpha: float = 0.5,
     progress: bool = True,
+    precision: str = "auto",
 ) -> list[dict[str, Any]]:
-    """Segment ``images`` with a checkpoint; returns one record of written files per image."""
+    """Segment ``images`` with a checkpoint; returns one record of written files per image.
+
+    ``precision`` ``auto`` is the device's fast path (:mod:`segzoo.devices`); ``32-true``
+    forces float32."""
     from segzoo.inference import colorize, overlay, predict_mask, read_image
 
     out = Path(out)
-    torch_device = resolve_device(device)
+    recipe = compute_recipe(device, precision)
+    torch_device = recipe.device
     config = load_config(checkpoint)
     if config.get("task") == "instance":
         return _predict_instances(checkpoint, images, out, torch_device, alpha, progress)
     model, config = load(checkpoint, device=torch_device)
+    model = recipe.prepare_model(model)
     stems = [Path(p).stem for p in images]
     if len(set(stems)) != len(stems):
         raise ValueError("two input images share a file name stem; their outputs would overwrite each other")
     written = []
     for path in tqdm(images, desc="predict", disable=not progress or len(images) < 2):
         image = read_image(path)
-        labels = predict_mask(
-            model, image, config, device=torch_device, max_side=max_side or training_scale(image, config)
-        )
+        labels = predict_mask(model, image, config, max_side=max_side or training_scale(image, config), recipe=recipe)
         stem = Path(path).stem
         files = {
             "mask": out / f"{stem}_mask.png",
@@ -114,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
         max_side=args.max_side,
         alpha=args.alpha,
         progress=args.progress,
+        precision=args.precision,
     )
     for record in records:
         fractions = ", ".join(f"{k} {100 * v:.0f}%" for k, v in sorted(record.get("class_fractions", {}).items(),
@@ -141,5 +146,7 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
                    help="downscale images whose longer side exceeds this before the model (default: to the "
                    "scale the model was trained at)")  # fmt: skip
     p.add_argument("--alpha", type=float, default=0.5, help="mask opacity in the overlay, 0-1 (default: 0.5)")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="auto: bf16 on CPUs with native bf16 and on GPUs, else float32 (default: auto)")  # fmt: skip
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.set_defaults(func=run)

@@ -101,6 +101,10 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
     opt.add_argument("--focal-gamma", type=float, default=2.0, help="focal loss exponent (default: 2)")
     opt.add_argument("--class-weights", choices=["none", "median"], default="none",
                      help="weight the loss by median-frequency class balancing (default: none)")  # fmt: skip
+    opt.add_argument("--ema-decay", type=float, default=0.0, metavar="DECAY",
+                     help="validate and save an exponential moving average of the weights, e.g. 0.999 (default: off)")  # fmt: skip
+    opt.add_argument("--val-every", type=int, default=1, metavar="N",
+                     help="validate every N epochs and after the last one (default: 1)")  # fmt: skip
     opt.add_argument("--early-stopping", type=_optional_int, metavar="PATIENCE",
                      help="stop after PATIENCE epochs without a better validation mIoU")  # fmt: skip
     opt.add_argument("--seed", type=int, default=0, help="seed of weights, order and augmentation (default: 0)")
@@ -131,10 +135,10 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
     hw.add_argument("--num-nodes", type=int, default=1, help="number of nodes (default: 1)")
     hw.add_argument("--strategy", default="auto", help="auto, ddp, ddp_spawn, ... (Lightning Fabric strategies)")
     hw.add_argument("--precision", choices=["auto", "32-true", "bf16-mixed", "16-mixed"], default="auto",
-                    help="auto: bf16-mixed on GPUs that support it, else 16-mixed; 32-true on CPU")  # fmt: skip
-    hw.add_argument(
-        "--channels-last", action="store_true", help="channels-last memory format (faster convolutions on GPU)"
-    )
+                    help="auto: bf16-mixed on CPUs with native bf16 (avx512_bf16/AMX) and on GPUs that support it "
+                    "(else 16-mixed on GPUs, 32-true on other CPUs)")  # fmt: skip
+    hw.add_argument("--channels-last", nargs="?", const="on", choices=["auto", "on", "off"], default="auto",
+                    help="channels-last memory format (auto: on with bf16/fp16 and on GPUs)")  # fmt: skip
     hw.add_argument("--compile", action="store_true", help="torch.compile the model")
     hw.add_argument("--backend", choices=["auto", "torchvision", "detectron2"], default="auto",
                     help="Mask R-CNN implementation (instance models only)")  # fmt: skip
@@ -196,6 +200,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
         num_nodes=args.num_nodes,
         strategy=args.strategy,
         early_stopping=args.early_stopping,
+        ema_decay=args.ema_decay,
+        val_every=args.val_every,
         channels_last=args.channels_last,
         data_on_gpu=args.data_on_gpu,
         num_workers=args.num_workers,

@@ -28,6 +28,7 @@ from segzoo.app.compare import (
     working_image,
 )
 from segzoo.checkpoint import save_checkpoint, write_json
+from segzoo.devices import ComputeRecipe
 
 pytestmark = pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")  # from gradio's internals
 
@@ -223,21 +224,24 @@ def test_model_cache_is_lazy_lru_and_reloads_rewritten_weights(tmp_path: Path) -
     assert loads[-1] == "unet" and len(loads) == 4
 
 
-def test_half_precision_cache_feeds_half_inputs(tmp_path: Path) -> None:
-    """What runs on a GPU (half=True there), checked on the CPU: the input follows the model's dtype."""
+def test_reduced_precision_cache_gives_the_same_labels(tmp_path: Path) -> None:
+    """The fast path (bf16 autocast, channels-last) is forced on, whatever this CPU has:
+    the model keeps float32 weights, autocast computes in bf16, the labels are unchanged."""
     label_set, entries, cache = fake_entries(tmp_path, {"a": "left-square"})
-    cache.half = True
+    cache.recipe = ComputeRecipe(torch.device("cpu"), "bf16-mixed", channels_last=True)
     comparison = compare_models(np.zeros((20, 30, 3), np.uint8), label_set, entries, cache)
-    assert next(cache.get(entries[0]).parameters()).dtype == torch.float16
+    assert next(cache.get(entries[0]).parameters()).dtype == torch.float32
     assert comparison.outputs[0].error is None and comparison.outputs[0].labels[0, 0] == 1
 
 
-def test_model_cache_loads_real_checkpoints(tmp_path: Path) -> None:
+def test_model_cache_loads_real_checkpoints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     make_tiny_checkpoints(tmp_path)
+    monkeypatch.setenv("SEGZOO_CPU_BF16", "0")  # a CPU without native bf16: float32, as before
     cache = ModelCache(device="cpu")
-    assert not cache.half
+    assert cache.recipe.precision == "32-true" and not cache.recipe.channels_last and cache.capacity is None
     model = cache.get(Catalog.scan(tmp_path).label_set("shapes").entry("unet"))
     assert not model.training and next(model.parameters()).dtype == torch.float32
+    assert ModelCache(device="cpu", precision="bf16-mixed").recipe.channels_last
 
 
 # ---------------------------------------------------------------------------- comparison

@@ -85,7 +85,10 @@ def test_load_round_trips(trained) -> None:
 
 def test_evaluate_reproduces_the_recorded_validation_miou(trained) -> None:
     config = json.loads((trained / "config.json").read_text())
-    metrics = evaluate_checkpoint(trained, split="val", progress=False)
+    # Validation ran with the training's compute recipe (bf16 on CPUs with native bf16):
+    # evaluating with the same precision gives the recorded number exactly.
+    precision = config["training"]["val_precision"]
+    metrics = evaluate_checkpoint(trained, split="val", progress=False, precision=precision)
     assert metrics["num_images"] == 4 and not metrics["partial"]
     assert metrics["miou"] == pytest.approx(config["training"]["best_val_miou"], abs=1e-9)
     assert json.loads((trained / "metrics.json").read_text())["miou"] == metrics["miou"]

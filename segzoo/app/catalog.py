@@ -32,6 +32,7 @@ from segzoo.checkpoint import (
     load_config,
     read_json,
 )
+from segzoo.devices import ComputeRecipe, compute_recipe
 
 log = logging.getLogger(__name__)
 
@@ -236,10 +237,6 @@ def _read_entry(directory: Path) -> ModelEntry:
     )
 
 
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 Loader = Callable[[Path, torch.device], tuple[nn.Module, dict[str, Any]]]
 
 
@@ -248,23 +245,25 @@ def _load_checkpoint(directory: Path, device: torch.device) -> tuple[nn.Module, 
 
 
 class ModelCache:
-    """Models loaded on first use and kept, least recently used dropped beyond ``capacity``.
+    """Models loaded on first use and kept; with a ``capacity``, the least recently used
+    are dropped beyond it (default: every model stays, so Compare never reloads one).
 
-    On a GPU semantic models run in half precision (half the memory, about twice the speed;
-    arg-max labels barely change). Mask R-CNN stays in float32: its box and mask heads are
-    not written for float16.
+    Semantic models run with the device's compute recipe (:mod:`segzoo.devices`: bf16
+    autocast and channels-last on CPUs with native bf16 and on GPUs, float32 elsewhere);
+    ``precision="32-true"`` forces float32. Mask R-CNN stays in float32: its box and mask
+    heads are not written for reduced precision.
     """
 
     def __init__(
         self,
         device: str | torch.device | None = None,
-        capacity: int = 8,
-        half: bool | None = None,
+        capacity: int | None = None,
+        precision: str = "auto",
         loader: Loader = _load_checkpoint,
     ) -> None:
-        self.device = torch.device(device) if device is not None else default_device()
-        self.half = self.device.type == "cuda" if half is None else half
-        self.capacity = max(1, capacity)
+        self.recipe = compute_recipe(device if device is not None else "auto", precision)
+        self.device = self.recipe.device
+        self.capacity = None if not capacity else max(1, capacity)
         self._loader = loader
         self._models: OrderedDict[tuple[str, int], nn.Module] = OrderedDict()
         self._lock = threading.Lock()
@@ -284,11 +283,10 @@ class ModelCache:
                 return model
             model, _ = self._loader(entry.directory, self.device)
             if entry.task == "semantic":
-                if self.half:
-                    model = model.half()
-                _warm_up(model.eval())
+                model = self.recipe.prepare_model(model)
+                _warm_up(model.eval(), self.recipe)
             self._models[key] = model.eval()
-            while len(self._models) > self.capacity:
+            while self.capacity is not None and len(self._models) > self.capacity:
                 self._models.popitem(last=False)
             return model
 
@@ -298,11 +296,12 @@ class ModelCache:
 
 
 @torch.inference_mode()
-def _warm_up(model: nn.Module) -> None:
+def _warm_up(model: nn.Module, recipe: ComputeRecipe) -> None:
     """One small forward pass, so one-off kernel set-up is not counted in the first photo's time."""
     param = next(model.parameters(), None)
     if param is not None:
-        model(torch.zeros(1, 3, 64, 64, device=param.device, dtype=param.dtype))
+        with recipe.autocast():
+            model(recipe.prepare_input(torch.zeros(1, 3, 64, 64, device=param.device, dtype=param.dtype)))
 
 
 def configure_threads(threads: int | None = None) -> int:

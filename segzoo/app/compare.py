@@ -206,7 +206,7 @@ def compare_models(
             if key not in tensors:
                 tensors[key] = to_tensor(work, mean, std, cache.device, dtype)
             start = time.perf_counter()
-            output.labels = predict_labels(model, tensors[key])
+            output.labels = predict_labels(model, tensors[key], recipe=cache.recipe)
             output.seconds = time.perf_counter() - start
             if comparison.work_image is None:
                 comparison.work_image = work

@@ -7,6 +7,8 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from segzoo.devices import PRECISIONS
+
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 7860
@@ -43,7 +45,10 @@ def parse_args(
     )
     parser.add_argument("--port", type=int, default=None, help="port (default: $PORT, $GRADIO_SERVER_PORT or 7860)")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
-    parser.add_argument("--cache-size", type=int, default=8, help="models kept loaded at once (default 8)")
+    parser.add_argument("--cache-size", type=int, default=0,
+                        help="models kept loaded at once (default 0: every model, loaded on first use)")  # fmt: skip
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="auto: bf16 on CPUs with native bf16 and on GPUs, else float32 (default: auto)")  # fmt: skip
     parser.add_argument(
         "--threads", type=int, default=None, help="CPU threads for inference (default: the CPUs available)"
     )
@@ -95,7 +100,7 @@ def create_app(args: argparse.Namespace, env: Mapping[str, str] = os.environ):  
     device = args.device or ("cuda" if on_zero else None)
     context = AppContext(
         checkpoints=args.checkpoints,
-        cache=ModelCache(device=device, capacity=args.cache_size),
+        cache=ModelCache(device=device, capacity=args.cache_size, precision=args.precision),
         max_side=args.max_side,
         leaderboard_path=args.leaderboard,
         examples_dir=args.examples,
@@ -103,15 +108,16 @@ def create_app(args: argparse.Namespace, env: Mapping[str, str] = os.environ):  
     if on_zero:
         # ZeroGPU runs each GPU call in a fresh worker: load every model now, in the main
         # process, where `spaces` defers the move to CUDA; the workers then share them.
-        context.cache.capacity = max(context.cache.capacity, len(context.catalog))
+        context.cache.capacity = None
         for entry in context.catalog.entries():
             try:
                 context.cache.get(entry)
             except (CheckpointError, RuntimeError) as exc:  # reported again when it is selected
                 log.warning("%s: %s", entry.directory, exc)
     log.info(
-        "%d trained models in %s (%s); device %s",
-        len(context.catalog), args.checkpoints, ", ".join(context.catalog.datasets) or "none", context.cache.device,
+        "%d trained models in %s (%s); %s",
+        len(context.catalog), args.checkpoints, ", ".join(context.catalog.datasets) or "none",
+        context.cache.recipe.describe(),
     )
     return build_app(context, gpu=gpu_decorator(env))
 

@@ -14,6 +14,7 @@ one image at a time, so that ``segzoo evaluate`` reproduces the number exactly.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -173,9 +174,14 @@ def estimate_bytes(samples: PreparedSamples) -> int:
 
 
 def fits_on_device(num_bytes: int, device: torch.device, fraction: float = 0.25) -> bool:
-    if device.type != "cuda":
+    """Whether a resident copy takes less than ``fraction`` of the device's memory (on the
+    CPU: of physical RAM, where it saves decoding every image again every epoch)."""
+    if device.type == "cuda":
+        total = torch.cuda.get_device_properties(device).total_memory
+    elif device.type == "cpu" and hasattr(os, "sysconf"):
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    else:
         return False
-    total = torch.cuda.get_device_properties(device).total_memory
     return num_bytes < fraction * total
 
 

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import math
 import os
-import platform
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from segzoo.checkpoint import (
     save_checkpoint,
     write_json,
 )
+from segzoo.devices import CHANNELS_LAST_CHOICES, PRECISIONS, device_name, resolve_channels_last, resolve_precision
 from segzoo.training.augment import AugmentConfig, finish_batch
 from segzoo.training.data import (
     AugmentedSamples,
@@ -53,7 +53,6 @@ from segzoo.training.validation import validate, weights_rounded_to_half
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULERS = ("poly", "cosine", "none")
-PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")
 _FINISHED = object()  # --resume of a run that already completed
 # Label that marks padding in training crops when the data set has no ignore index of its own.
 PAD_LABEL = 255
@@ -98,7 +97,10 @@ class TrainConfig:
     num_nodes: int = 1
     strategy: str = "auto"
     early_stopping: int | None = None  # patience in epochs without a better val mIoU
-    channels_last: bool = False
+    channels_last: str = "auto"  # auto | on | off (auto: on for reduced precision and GPUs)
+    ema_decay: float = 0.0  # exponential moving average of the weights (0: off); EMA weights are saved
+    val_every: int = 1  # validate every N epochs (and after the last)
+    init_from: str | None = None  # start from this checkpoint's weights (a new run, not a resume)
     data_on_gpu: str = "auto"  # auto | on | off
     num_workers: int | None = None
     limit_train_batches: int | None = None
@@ -136,6 +138,9 @@ class TrainConfig:
             (cfg.optimizer in OPTIMIZERS, f"--optimizer must be one of {OPTIMIZERS}"),
             (cfg.scheduler in SCHEDULERS, f"--scheduler must be one of {SCHEDULERS}"),
             (cfg.precision in PRECISIONS, f"--precision must be one of {PRECISIONS}"),
+            (cfg.channels_last in CHANNELS_LAST_CHOICES, f"--channels-last must be one of {CHANNELS_LAST_CHOICES}"),
+            (0.0 <= cfg.ema_decay < 1.0, f"--ema-decay must be in [0, 1), got {cfg.ema_decay}"),
+            (cfg.val_every >= 1, "--val-every must be >= 1"),
             (cfg.class_weights in ("none", "median"), "--class-weights must be none or median"),
             (cfg.data_on_gpu in ("auto", "on", "off"), "--data-on-gpu must be auto, on or off"),
             (cfg.epochs >= 1 and cfg.batch_size >= 1, "--epochs and --batch-size must be >= 1"),
@@ -154,8 +159,9 @@ _RUN_DEFINING = (
     "model", "dataset", "model_kwargs", "dataset_options", "train_split", "val_split", "batch_size", "lr", "weight_decay", "optimizer",
     "momentum", "scheduler", "warmup_epochs", "loss", "lam", "alpha", "beta", "focal_gamma", "class_weights",
     "size", "short_side", "scale", "augment", "color_jitter", "seed", "limit_train_batches", "encoder_weights",
-    "interim",
+    "interim", "ema_decay", "val_every", "init_from",
 )  # fmt: skip
+_DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
 
 
 def _comparable(value: Any) -> Any:
@@ -176,20 +182,6 @@ def _check_output_dir(cfg: TrainConfig) -> None:
             f"{out} already holds a training run ({', '.join(existing)}): pass --resume to continue it "
             "or --overwrite to start again"
         )
-
-
-def resolve_precision(precision: str, device_type: str) -> str:
-    if precision != "auto":
-        return precision
-    if device_type == "cuda":
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-    return "32-true"
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"CPU {platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
 
 
 def lr_factor(step: int, total: int, warmup: int, kind: str) -> float:
@@ -257,13 +249,15 @@ def fit(cfg: TrainConfig) -> Path:
 
     accelerator = {"gpu": "cuda"}.get(cfg.accelerator, cfg.accelerator)
     device_type = "cuda" if accelerator == "cuda" or (accelerator == "auto" and torch.cuda.is_available()) else "cpu"
+    precision = resolve_precision(cfg.precision, device_type)
+    cfg = replace(cfg, precision=precision, channels_last=resolve_channels_last(cfg.channels_last, device_type, precision))
     try:
         fabric = Fabric(
             accelerator=accelerator,
             devices=cfg.devices,
             num_nodes=cfg.num_nodes,
             strategy=cfg.strategy,
-            precision=resolve_precision(cfg.precision, device_type),
+            precision=precision,
         )
     except Exception as exc:  # Lightning's MisconfigurationException: no GPU, unknown strategy ...
         raise ValueError(f"cannot set up --accelerator {cfg.accelerator} --devices {cfg.devices} "
@@ -278,6 +272,7 @@ def fit(cfg: TrainConfig) -> Path:
 
 class _Run:
     def __init__(self, fabric: Any, cfg: TrainConfig) -> None:
+        # cfg.precision and cfg.channels_last are resolved (no "auto"); channels_last is a bool.
         self.fabric, self.cfg = fabric, cfg
         self.out = Path(cfg.out)
         self.device = fabric.device
@@ -313,7 +308,7 @@ class _Run:
         self.num_val = len(val_indices)
         self.val_indices = shard(val_indices, fabric.global_rank, fabric.world_size)
         if cfg.data_on_gpu == "auto":
-            self.resident = self.device.type == "cuda" and fits_on_device(
+            self.resident = fits_on_device(
                 estimate_bytes(train_samples) + estimate_bytes(val_samples) * self.num_val // len(val_set), self.device
             )
         else:
@@ -350,6 +345,15 @@ class _Run:
         if cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.raw_model = model
+        self.ema = None
+        if cfg.ema_decay:
+            from timm.utils.model_ema import ModelEmaV3
+
+            # Warm-up: the average starts short and reaches ema_decay after ~10k steps (power 3/4).
+            self.ema = ModelEmaV3(model, decay=cfg.ema_decay, use_warmup=True, warmup_power=0.75)
+            self.ema.module.to(self.device)
+            if resume is not None and resume.ema:
+                self.ema.module.load_state_dict(resume.ema)
         optimizer = build_optimizer(model, cfg)
         forward_model = torch.compile(model) if cfg.compile else model
         self.model, self.optimizer = fabric.setup(forward_model, optimizer)
@@ -393,10 +397,11 @@ class _Run:
             return None
         state = load_resume_state(self.out)
         saved = state.info["options"]
+        # An option newer than the saved state was at its default when the state was written.
         changed = [
-            f"{k} ({saved.get(k)!r} -> {_comparable(getattr(cfg, k))!r})"
+            f"{k} ({saved.get(k, _DEFAULTS[k])!r} -> {_comparable(getattr(cfg, k))!r})"
             for k in _RUN_DEFINING
-            if _comparable(saved.get(k)) != _comparable(getattr(cfg, k))
+            if _comparable(saved.get(k, _DEFAULTS[k])) != _comparable(getattr(cfg, k))
         ]
         if changed:
             raise ValueError(
@@ -443,8 +448,9 @@ class _Run:
 
         stale = 0 if not self.best_epoch else start_epoch - self.best_epoch
         for epoch in range(start_epoch, cfg.epochs):
-            row = self._run_epoch(epoch)
-            improved = self.best_epoch == 0 or row["val_miou"] > self.best_miou
+            validate_now = (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs
+            row = self._run_epoch(epoch, validate_now)
+            improved = validate_now and (self.best_epoch == 0 or row["val_miou"] > self.best_miou)
             if improved:
                 self.best_miou, self.best_epoch, stale = row["val_miou"], epoch + 1, 0
             else:
@@ -468,7 +474,12 @@ class _Run:
             group["lr"] = group["initial_lr"] * factor
         return self.optimizer.param_groups[0]["lr"]
 
-    def _run_epoch(self, epoch: int) -> dict[str, Any]:
+    @property
+    def eval_model(self) -> nn.Module:
+        """What is validated and saved: the weight average when there is one."""
+        return self.ema.module if self.ema is not None else self.raw_model
+
+    def _run_epoch(self, epoch: int, validate_now: bool = True) -> dict[str, Any]:
         cfg, fabric = self.cfg, self.fabric
         start = time.perf_counter()
         self.model.train()
@@ -491,6 +502,8 @@ class _Run:
             if cfg.grad_clip:
                 fabric.clip_gradients(self.model, self.optimizer, max_norm=cfg.grad_clip)
             self.optimizer.step()
+            if self.ema is not None:
+                self.ema.update(self.raw_model, step=self.step + 1)
             loss_sum += loss.detach().double()
             steps += 1
             self.step += 1
@@ -500,12 +513,31 @@ class _Run:
         bar.close()
         train_loss = fabric.all_reduce(loss_sum / max(steps, 1), reduce_op="mean")
         train_seconds = time.perf_counter() - start
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": float(train_loss),
+            "lr": lr,
+            "train_seconds": train_seconds,
+            "train_images_per_sec": steps * cfg.batch_size * fabric.world_size / train_seconds,
+        }
+        if validate_now:
+            row.update(self._validate())
+        else:
+            row.update(val_loss=math.nan, val_miou=math.nan, val_mdice=math.nan, val_pixel_accuracy=math.nan,
+                       val_seconds=0.0)  # fmt: skip
+        row["seconds"] = time.perf_counter() - start
+        row["epochs_per_min"] = 60.0 / row["seconds"]
+        return row
 
+    def _validate(self) -> dict[str, Any]:
+        """Score the model as it will be saved (float16-rounded weights, the weight average
+        when there is one), with the training precision."""
+        fabric = self.fabric
         val_start = time.perf_counter()
         samples = validation_samples(self.val_samples, self.val_indices, self.val_resident, self.workers)
-        with weights_rounded_to_half(self.raw_model):
+        with weights_rounded_to_half(self.eval_model):
             sums = validate(
-                self.raw_model,
+                self.eval_model,
                 samples,
                 num_classes=self.info.num_classes,
                 ignore_index=self.ignore_index,
@@ -513,7 +545,8 @@ class _Run:
                 std=self.std,
                 device=self.device,
                 loss_fn=self.loss_fn,
-                channels_last=cfg.channels_last,
+                channels_last=self.cfg.channels_last,
+                precision=self.cfg.precision,
                 progress=self.show,
                 total=len(self.val_indices),
             )
@@ -523,22 +556,12 @@ class _Run:
         from segzoo.metrics import scores_from_confusion
 
         scores = scores_from_confusion(confusion, self.ignore_index)
-        val_seconds = time.perf_counter() - val_start
-        seconds = time.perf_counter() - start
-        images_seen = steps * cfg.batch_size * fabric.world_size
         return {
-            "epoch": epoch + 1,
-            "train_loss": float(train_loss),
             "val_loss": float(loss_total) / max(int(images_total), 1),
             "val_miou": scores.miou,
-            "lr": lr,
-            "seconds": seconds,
-            "epochs_per_min": 60.0 / seconds,
             "val_mdice": scores.mdice,
             "val_pixel_accuracy": scores.pixel_accuracy,
-            "train_seconds": train_seconds,
-            "val_seconds": val_seconds,
-            "train_images_per_sec": images_seen / train_seconds,
+            "val_seconds": time.perf_counter() - val_start,
         }
 
     # -- what is written --------------------------------------------------------------------------
@@ -565,7 +588,10 @@ class _Run:
             "scheduler": cfg.scheduler,
             "warmup_epochs": cfg.warmup_epochs,
             "seed": cfg.seed,
-            "precision": resolve_precision(cfg.precision, self.device.type),
+            "precision": cfg.precision,
+            "val_precision": cfg.precision,
+            "ema_decay": cfg.ema_decay,
+            "val_every": cfg.val_every,
             "devices": cfg.devices,
             "num_nodes": cfg.num_nodes,
             "strategy": cfg.strategy,
@@ -609,7 +635,7 @@ class _Run:
         """Best checkpoint (if better), then history, then resume state: a kill between
         two of these writes costs at most a re-run of this epoch."""
         if improved:
-            save_checkpoint(self.out, self.raw_model, self.checkpoint_config(), half=True)
+            save_checkpoint(self.out, self.eval_model, self.checkpoint_config(), half=True)
         write_history(self.out, history)
         options = {k: _comparable(v) for k, v in asdict(self.cfg).items()}
         info = {
@@ -619,7 +645,8 @@ class _Run:
             "options": options,
         }
         state = {k: v.detach().contiguous() for k, v in self.raw_model.state_dict().items()}
-        save_resume_state(self.out, epoch + 1, state, self.optimizer.state_dict(), {"step": self.step}, info)
+        ema = None if self.ema is None else {k: v.detach().contiguous() for k, v in self.ema.module.state_dict().items()}
+        save_resume_state(self.out, epoch + 1, state, self.optimizer.state_dict(), {"step": self.step}, info, ema)
 
     def _finish(self, history: list[dict[str, Any]]) -> None:
         if not (self.out / WEIGHTS_FILE).is_file():
@@ -642,7 +669,7 @@ class _Run:
             f"{self.info.num_classes} classes) at {cfg.size[0]}x{cfg.size[1]}, batch {cfg.batch_size} x "
             f"{self.fabric.world_size} process(es), {len(self.batches)} steps/epoch, epochs "
             f"{start_epoch + 1}-{cfg.epochs}, {device_name(self.device)}, precision "
-            f"{resolve_precision(cfg.precision, self.device.type)}, data from {where} -> {self.out}",
+            f"{cfg.precision}{', channels-last' if cfg.channels_last else ''}, data from {where} -> {self.out}",
             flush=True,
         )
 

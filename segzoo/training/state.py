@@ -40,6 +40,7 @@ class ResumeState:
     scheduler: dict[str, Any]
     info: dict[str, Any]  # best score and epoch, options, elapsed seconds ...
     rng: dict[str, Any]
+    ema: dict[str, torch.Tensor]  # the weight average (empty when the run keeps none)
 
 
 def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -99,11 +100,13 @@ def save_resume_state(
     optimizer_state: dict[str, Any],
     scheduler_state: dict[str, Any],
     info: dict[str, Any],
+    ema_state: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write the state after ``epoch`` completed epochs (weights kept in float32)."""
     opt_tensors, opt_meta = _flatten_optimizer(optimizer_state)
     rng_tensors, rng_meta = capture_rng()
     tensors = {f"model.{k}": v for k, v in model_state.items()} | opt_tensors | rng_tensors
+    tensors |= {f"ema.{k}": v for k, v in (ema_state or {}).items()}
     meta = {
         "epoch": epoch,
         "optimizer": opt_meta,
@@ -136,4 +139,5 @@ def load_resume_state(out: str | Path) -> ResumeState:
         scheduler=meta["scheduler"],
         info=meta["info"],
         rng=rng,
+        ema={k[len("ema.") :]: v for k, v in tensors.items() if k.startswith("ema.")},
     )

@@ -12,6 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from segzoo.devices import ComputeRecipe
 from segzoo.metrics import ConfusionMatrix
 from segzoo.training.augment import normalize
 
@@ -37,12 +38,13 @@ def validate(
     device: torch.device,
     loss_fn: nn.Module | None = None,
     channels_last: bool = False,
+    precision: str = "32-true",
     progress: bool = False,
     total: int | None = None,
     desc: str = "validate",
 ) -> ValidationSums:
-    """Run ``model`` (in eval mode, float32, no autocast) on each ``(image uint8 3 x h x w,
-    mask H x W)`` and add its pixels to a confusion matrix.
+    """Run ``model`` (in eval mode, float32 unless ``precision`` names an autocast one) on each
+    ``(image uint8 3 x h x w, mask H x W)`` and add its pixels to a confusion matrix.
 
     Images are at the data set's scale, masks at full resolution: logits are resized
     (bilinear) to the mask before the arg-max. One image at a time, so images of any size
@@ -54,7 +56,7 @@ def validate(
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     count = 0
     try:
-        with torch.autocast(device_type=device.type, enabled=False):
+        with ComputeRecipe(device, precision, channels_last).autocast():
             for image, mask in tqdm(samples, total=total, desc=desc, disable=not progress, leave=False):
                 x = normalize(image.to(device, non_blocking=True)[None], mean, std)
                 if channels_last:

@@ -1,0 +1,148 @@
+"""Where a model runs and how: the device and its compute recipe.
+
+One place decides, for training, validation, ``segzoo predict``, ``segzoo evaluate`` and the
+app alike, which precision and memory format a device gets:
+
+* a CPU with native bf16 instructions (``avx512_bf16`` or AMX: AMD Zen 4 and later, Intel
+  Cooper Lake / Sapphire Rapids and later): bf16 autocast and channels-last. On this
+  project's 2-core Zen 5 a training step is about 10x faster than float32
+  (``benchmarks/bench_cpu.py``);
+* any other CPU: float32 (bf16 there is emulated and many times slower);
+* a CUDA GPU: bf16 autocast where the GPU supports it, else float16, and channels-last.
+
+``auto`` picks the recipe; every part of it can be forced (``--precision 32-true``,
+``--channels-last off``). ``SEGZOO_CPU_BF16=0`` (or ``1``) overrides the CPU detection, so
+the float32 fallback of a CPU without bf16 can be exercised on any machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import platform
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")
+CHANNELS_LAST_CHOICES = ("auto", "on", "off")
+_AUTOCAST_DTYPES = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU computes bf16 in hardware (``avx512_bf16`` or AMX tiles)."""
+    forced = os.environ.get("SEGZOO_CPU_BF16", "").strip().lower()
+    if forced in ("0", "false", "no", "off"):
+        return False
+    if forced in ("1", "true", "yes", "on"):
+        return True
+    cpu = getattr(torch, "cpu", None)
+    checks = [getattr(cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(bool(check()) for check in checks if check is not None)
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` -> the first CUDA GPU when there is one, else the CPU; ``gpu`` means ``cuda``."""
+    if isinstance(device, torch.device):
+        return device
+    name = {"gpu": "cuda"}.get(device, device)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(name)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but PyTorch sees no CUDA GPU; use --device cpu")
+    return resolved
+
+
+def resolve_precision(precision: str, device_type: str) -> str:
+    """``auto`` -> bf16-mixed on GPUs that support it (else 16-mixed) and on CPUs with
+    native bf16; 32-true on other CPUs. Any other value is returned as given."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision != "auto":
+        return precision
+    if device_type == "cuda":
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "bf16-mixed" if cpu_has_native_bf16() else "32-true"
+
+
+def resolve_channels_last(channels_last: str | bool, device_type: str, precision: str) -> bool:
+    """``auto`` -> on for GPUs and for reduced precision on the CPU (oneDNN's bf16 kernels
+    want NHWC); off for float32 on the CPU."""
+    if isinstance(channels_last, bool):
+        return channels_last
+    if channels_last not in CHANNELS_LAST_CHOICES:
+        raise ValueError(f"channels-last must be one of {CHANNELS_LAST_CHOICES}, got {channels_last!r}")
+    if channels_last != "auto":
+        return channels_last == "on"
+    return device_type == "cuda" or precision != "32-true"
+
+
+@dataclass(frozen=True)
+class ComputeRecipe:
+    """How a model runs on a device: autocast precision and memory format."""
+
+    device: torch.device
+    precision: str  # 32-true | bf16-mixed | 16-mixed
+    channels_last: bool
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        return _AUTOCAST_DTYPES.get(self.precision)
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """Autocast for the forward pass (a no-op context for float32)."""
+        dtype = self.autocast_dtype
+        if dtype is None:
+            return torch.autocast(device_type=self.device.type, enabled=False)
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    def prepare_model(self, model: nn.Module) -> nn.Module:
+        """Move ``model`` to the device (float32 weights: autocast casts per op) and memory format."""
+        model = model.to(self.device)
+        return model.to(memory_format=torch.channels_last) if self.channels_last else model
+
+    def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, non_blocking=True)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.ndim == 4 else x
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"device": device_name(self.device), "precision": self.precision, "channels_last": self.channels_last}
+
+    def describe(self) -> str:
+        layout = ", channels-last" if self.channels_last else ""
+        return f"{device_name(self.device)}, {self.precision}{layout}"
+
+
+def compute_recipe(
+    device: str | torch.device = "auto", precision: str = "auto", channels_last: str | bool = "auto"
+) -> ComputeRecipe:
+    """The recipe for ``device``: ``auto`` parts are filled in from what the hardware does well."""
+    resolved = resolve_device(device)
+    chosen = resolve_precision(precision, resolved.type)
+    return ComputeRecipe(resolved, chosen, resolve_channels_last(channels_last, resolved.type, chosen))
+
+
+@functools.cache
+def cpu_model_name() -> str:
+    """The CPU's marketing name (``/proc/cpuinfo``), or what :mod:`platform` knows."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_name(device: torch.device | str) -> str:
+    """``NVIDIA A10G`` or ``CPU AMD EPYC (2 threads, native bf16)``: what a speed was measured on."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    bf16 = ", native bf16" if cpu_has_native_bf16() else ""
+    return f"CPU {cpu_model_name()} ({torch.get_num_threads()} threads{bf16})"
