@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import io
+import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence, Union
 
@@ -9,57 +11,175 @@ import cv2
 import numpy as np
 import torch
 import torch.nn as nn
-from PIL import Image, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from segzoo.devices import ComputeRecipe
+
+log = logging.getLogger(__name__)
 
 ImageSource = Union[str, Path, bytes, np.ndarray, Image.Image]
 
 # 40 megapixels: larger than any camera photo people upload, small enough that decoding
 # it cannot exhaust memory (a 20000 x 20000 image would need 1.2 GB as RGB).
 DEFAULT_MAX_PIXELS = 40_000_000
+# Pillow modes holding more than 8 bits per pixel, one channel: 16-bit PNG / TIFF grey
+# ("I;16*"), 32-bit integers ("I") and floats ("F"). Pillow's own convert("RGB") clips
+# them at 255, which turns a 16-bit photo pure white.
+HIGH_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 
 
-def read_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Decode an image from a path, bytes, PIL image or array into RGB ``uint8 HxWx3``.
+@dataclass
+class Photo:
+    """A decoded photo: ``pixels`` RGB ``uint8 HxWx3`` upright (EXIF ``orientation``
+    applied; 1 means none was needed), and ``notes`` on what was done to read it (first
+    frame of an animation, depth scaled) for the user to see."""
 
-    Raises ``ValueError`` with a readable message for files that are not images, are
-    truncated, or have more than ``max_pixels`` pixels (checked from the header, before
-    decoding).
+    pixels: np.ndarray
+    orientation: int = 1
+    notes: list[str] = field(default_factory=list)
+
+
+def read_photo(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS, name: str | None = None) -> Photo:
+    """Decode an image from a path, bytes, PIL image or array, as a viewer shows it.
+
+    EXIF orientation is applied (a phone photo taken upright is segmented upright), 16-bit
+    and float images are scaled to 8 bits over their range, an animation gives its first
+    frame (with a note). ``ValueError`` with a readable message, naming the file as
+    ``name`` (default: the path as given), for files that are not images, are truncated,
+    or have more than ``max_pixels`` pixels (checked from the header, before decoding).
     """
     if isinstance(source, np.ndarray):
-        return _as_rgb_array(source)
-    name = str(source) if isinstance(source, (str, Path)) else "uploaded image"
+        return Photo(_as_rgb_array(source, name or "image array"))
+    if name is None:
+        name = str(source) if isinstance(source, (str, Path)) else "uploaded image"
+    opened = None
     try:
         if isinstance(source, Image.Image):
-            image = source
-        else:
-            image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
-        width, height = image.size
-        if width * height > max_pixels:
-            raise ValueError(
-                f"{name}: {width}x{height} is too large ({width * height / 1e6:.0f} megapixels; "
-                f"the limit is {max_pixels / 1e6:.0f}). Downscale it and try again."
-            )
-        image.load()
-        return np.array(image.convert("RGB"))
+            return _decode(source, max_pixels, name)
+        opened = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+        return _decode(opened, max_pixels, name)
     except FileNotFoundError:
         raise ValueError(f"{name}: file not found") from None
     except Image.DecompressionBombError as exc:
         # Pillow refuses headers over twice its own limit before we see the size.
         raise ValueError(f"{name}: image is too large ({exc}). Downscale it and try again.") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, EOFError) as exc:  # EOFError: a cut-off animation
         raise ValueError(f"{name}: not a readable image ({exc})") from None
+    finally:
+        if opened is not None:
+            opened.close()  # an animation keeps its file open until closed
 
 
-def _as_rgb_array(array: np.ndarray) -> np.ndarray:
+def _decode(image: Image.Image, max_pixels: int, name: str) -> Photo:
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ValueError(
+            f"{name}: {width}x{height} is too large ({width * height / 1e6:.0f} megapixels; "
+            f"the limit is {max_pixels / 1e6:.0f}). Downscale it and try again."
+        )
+    notes: list[str] = []
+    frames = getattr(image, "n_frames", 1)
+    # A phone's MPO JPEG holds the photo then previews or depth maps: frame 0 is the photo.
+    if frames > 1 and image.format != "MPO":
+        notes.append(f"{name} is animated ({frames} frames): the first frame was used")
+    image.load()
+    orientation = _orientation(image, name, notes)
+    if orientation != 1:
+        image = ImageOps.exif_transpose(image)
+    return Photo(_as_rgb(image, name, notes), orientation, notes)
+
+
+def read_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS, name: str | None = None) -> np.ndarray:
+    """RGB ``uint8 HxWx3`` of :func:`read_photo`; its notes are logged as warnings."""
+    photo = read_photo(source, max_pixels, name)
+    for note in photo.notes:
+        log.warning("%s", note)
+    return photo.pixels
+
+
+# EXIF orientation -> the array operation that shows the stored pixels upright (what
+# Pillow's ImageOps.exif_transpose does to an image), for label maps that are not images.
+_UPRIGHT = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: np.rot90(a, 2).swapaxes(0, 1),
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def orient(array: np.ndarray, orientation: int) -> np.ndarray:
+    """``array`` (``H x W`` or ``H x W x C``) turned as EXIF ``orientation`` says, as
+    :func:`read_photo` turns the photo."""
+    turn = _UPRIGHT.get(orientation)
+    return array if turn is None else np.ascontiguousarray(turn(array))
+
+
+def stored_shape(shape: tuple[int, int], orientation: int) -> tuple[int, int]:
+    """``(height, width)`` of the stored pixels of a photo shown upright at ``shape``."""
+    return (shape[1], shape[0]) if orientation in (5, 6, 7, 8) else (shape[0], shape[1])
+
+
+def exif_orientation(image: Image.Image) -> int:
+    """The EXIF orientation of an open image, 1 (upright) when absent or unreadable."""
+    return _orientation(image, "", [])
+
+
+def _orientation(image: Image.Image, name: str, notes: list[str]) -> int:
+    try:
+        orientation = int(image.getexif().get(ExifTags.Base.Orientation, 1) or 1)
+    except Exception as exc:  # a broken EXIF block must not make the photo unreadable
+        notes.append(f"{name}: its EXIF data is unreadable ({exc}); the photo is used as stored")
+        return 1
+    return orientation if 1 <= orientation <= 8 else 1
+
+
+def _as_rgb(image: Image.Image, name: str, notes: list[str]) -> np.ndarray:
+    if image.mode in HIGH_DEPTH_MODES:
+        grey = to_uint8(np.asarray(image), name, notes)
+        return np.repeat(grey[..., None], 3, axis=2)
+    try:
+        return np.array(image if image.mode == "RGB" else image.convert("RGB"))
+    except ValueError as exc:  # a mode Pillow cannot convert (LAB, HSV, ...)
+        raise ValueError(f"{name}: cannot convert its {image.mode} pixels to RGB ({exc})") from None
+
+
+def to_uint8(values: np.ndarray, name: str, notes: list[str] | None = None) -> np.ndarray:
+    """Scale integer pixels over their type's range (16-bit: 0..65535 -> 0..255, as viewers
+    show them) and float pixels from 0..1 to 0..255; floats outside 0..1 are stretched from
+    their minimum to their maximum, with a note."""
+    if values.dtype == np.uint8:
+        return values
+    if values.dtype == bool:
+        return values.astype(np.uint8) * np.uint8(255)
+    if np.issubdtype(values.dtype, np.integer):
+        low, high = (int(values.min()), int(values.max())) if values.size else (0, 0)
+        if low < 0 or high > 65535:
+            raise ValueError(f"{name}: integer pixels {low}..{high} exceed 16 bits; save it as an 8- or 16-bit image")
+        # round(v * 255 / 65535) == round(v / 257), in integers (a float copy of a 40 MP
+        # image would take 320 MB).
+        return ((values.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    if np.issubdtype(values.dtype, np.floating):
+        values = values.astype(np.float32, copy=False)
+        if values.size and not np.isfinite(values).all():
+            raise ValueError(f"{name}: floating-point image with NaN or infinite pixels")
+        low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
+        if low < 0 or high > 1:
+            if notes is not None:
+                notes.append(f"{name}: floating-point pixels {low:g}..{high:g} are outside 0..1; stretched to 0..255")
+            values = (values - low) / (high - low or 1.0)
+        return np.rint(values * 255).clip(0, 255).astype(np.uint8)
+    raise ValueError(f"{name}: unsupported pixel type {values.dtype}")
+
+
+def _as_rgb_array(array: np.ndarray, name: str = "image array") -> np.ndarray:
     if array.ndim == 2:
         array = np.stack([array] * 3, axis=-1)
     if array.ndim != 3 or array.shape[2] not in (3, 4):
         raise ValueError(f"expected an H x W x 3 image, got an array of shape {array.shape}")
-    if array.dtype != np.uint8:
-        raise ValueError(f"expected a uint8 image, got {array.dtype}")
-    return np.ascontiguousarray(array[..., :3])
+    return np.ascontiguousarray(to_uint8(array[..., :3], name))
 
 
 def resize_max_side(image: np.ndarray, max_side: int | None) -> np.ndarray:

@@ -30,7 +30,7 @@ def test_median_frequency_weights_by_hand():
     expected = np.median(freq) / freq
     weights = median_frequency_weights([a, b], num_classes=4, ignore_index=9)
     assert weights.dtype == torch.float32
-    np.testing.assert_allclose(weights.numpy(), [*expected, 1.0], rtol=1e-6)  # absent class: weight 1
+    np.testing.assert_allclose(weights.numpy(), [*expected, 0.0], rtol=1e-6)  # absent class: weight 0
     with pytest.raises(ValueError, match=r"values \[7\] outside 0\.\.3"):
         class_statistics([np.array([[7]], np.uint8)], num_classes=4, ignore_index=9)
 

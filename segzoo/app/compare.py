@@ -19,11 +19,19 @@ import cv2
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from segzoo.app.catalog import LabelSet, ModelCache, ModelEntry
 from segzoo.checkpoint import CheckpointError
-from segzoo.inference import overlay, predict_labels, resize_max_side, to_tensor
+from segzoo.inference import (
+    exif_orientation,
+    orient,
+    overlay,
+    predict_labels,
+    resize_max_side,
+    stored_shape,
+    to_tensor,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +59,7 @@ class Comparison:
     work_image: np.ndarray | None = None  # what the semantic models saw (the first group's)
     score_threshold: float = 0.5
     ground_truth_note: str | None = None
+    notes: list[str] = field(default_factory=list)  # how the upload was read (first frame, ...)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -214,7 +223,10 @@ def compare_models(
                 output.image_scores = image_scores(
                     comparison.full_size_labels(output), ground_truth, label_set
                 )
-        except (CheckpointError, RuntimeError, ValueError) as exc:
+        except CheckpointError as exc:  # a broken or unverifiable file: the message says it all
+            log.warning("%s: %s", entry.directory, exc)
+            output.error = f"failed: {exc}"
+        except (RuntimeError, ValueError) as exc:  # a fault in the model: keep the traceback
             log.exception("%s failed", entry.directory)
             output.error = f"failed: {exc}"
     return comparison
@@ -234,17 +246,30 @@ def image_scores(prediction: np.ndarray, ground_truth: np.ndarray, label_set: La
     return {"miou": scores.miou, "pixel_accuracy": scores.pixel_accuracy}
 
 
-def read_ground_truth(path: str | Path, label_set: LabelSet, size: tuple[int, int]) -> np.ndarray:
-    """A ground-truth mask as class indices ``int64 HxW``.
+def read_ground_truth(
+    path: str | Path,
+    label_set: LabelSet,
+    size: tuple[int, int],
+    photo_orientation: int = 1,
+    notes: list[str] | None = None,
+) -> np.ndarray:
+    """A ground-truth mask as class indices ``int64 HxW``, upright like the photo.
 
     Accepts a single-channel (or palette-mode) PNG of class indices, or an RGB PNG drawn in
     the data set's colours, where black is read as "unlabelled" when the data set ignores a
-    label. Raises ``ValueError`` naming the file for a wrong size or unknown labels/colours.
+    label. ``size`` is the photo's upright size and ``photo_orientation`` the EXIF
+    orientation applied to it: a mask with its own EXIF orientation is turned by it, and a
+    mask that fits only the photo as stored is turned like the photo (with a note in
+    ``notes``). Raises ``ValueError`` naming the file (its own name, never a server path)
+    for a wrong size or unknown labels/colours.
     """
     name = Path(path).name
     try:
         with Image.open(path) as mask_image:
             mask_image.load()
+            own_orientation = exif_orientation(mask_image)
+            if own_orientation != 1:
+                mask_image = ImageOps.exif_transpose(mask_image)
             mode = mask_image.mode
             if mode in ("P", "L", "I", "I;16", "1"):
                 labels = np.asarray(mask_image).astype(np.int64)
@@ -254,6 +279,20 @@ def read_ground_truth(path: str | Path, label_set: LabelSet, size: tuple[int, in
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise ValueError(f"ground-truth mask {name}: not a readable image ({exc})") from None
     shape = labels.shape if rgb is None else rgb.shape[:2]
+    if photo_orientation != 1 and own_orientation == 1:
+        stored = stored_shape(size, photo_orientation)
+        if tuple(shape) == stored != tuple(size):
+            # Drawn on the photo's stored pixels (as a data set's masks are): turn it alike.
+            if rgb is None:
+                labels = orient(labels, photo_orientation)
+            else:
+                rgb = orient(rgb, photo_orientation)
+            shape = tuple(size)
+            _note(notes, f"ground-truth mask {name} fits the photo as stored; turned by the photo's EXIF "
+                  f"orientation {photo_orientation}, like the photo")
+        elif tuple(shape) == stored == tuple(size):
+            _note(notes, f"the photo has EXIF orientation {photo_orientation} and ground-truth mask {name} fits it "
+                  "both as stored and as shown: it is taken as drawn on the photo as shown (upright)")
     if tuple(shape) != tuple(size):
         raise ValueError(
             f"ground-truth mask {name} is {shape[1]}x{shape[0]} but the photo is {size[1]}x{size[0]}; "
@@ -276,6 +315,12 @@ def read_ground_truth(path: str | Path, label_set: LabelSet, size: tuple[int, in
             + ")"
         )
     return labels
+
+
+def _note(notes: list[str] | None, text: str) -> None:
+    log.info("%s", text)
+    if notes is not None:
+        notes.append(text)
 
 
 def _labels_from_colours(rgb: np.ndarray, label_set: LabelSet, name: str) -> np.ndarray:

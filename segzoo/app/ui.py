@@ -9,6 +9,8 @@ import html
 import logging
 import math
 import threading
+import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +23,7 @@ from segzoo.app import figures
 from segzoo.app.catalog import Catalog, LabelSet, ModelCache
 from segzoo.app.compare import TABLE_COLUMNS, Comparison, compare_models, read_ground_truth
 from segzoo.app.tables import display_table, leaderboard_frame, read_history
-from segzoo.inference import read_image
+from segzoo.inference import read_photo
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +45,76 @@ CSS = """
 footer { display: none !important; }
 """
 EXAMPLE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+# Uploads and rendered results live in Gradio's cache: every 10 minutes, delete those older
+# than an hour (and all of them when the server stops).
+DELETE_CACHE = (600, 3600)
+# The latest comparisons are kept so the opacity slider re-blends without running the
+# models again: in one bounded store, each session holding only its key. Kept in the
+# session state itself, every session would pin its photo and label maps (megabytes) until
+# Gradio drops the session, and API clients never close theirs: memory grew with each new
+# client. The key expires too, like any per-session value should.
+COMPARISON_TTL_SECONDS = 900
+COMPARISON_STORE_BYTES = 64 * 2**20
+COMPARISON_STORE_ITEMS = 16
 MASK_SUFFIX = ".mask.png"  # examples/<dataset>-<name>.mask.png: ground truth of <dataset>-<name>.*
+
+
+class ComparisonStore:
+    """The most recent comparisons by key, within a byte and a count budget (least recently
+    used dropped first; the newest is always kept). A session whose comparison was dropped
+    simply has to press Compare again to re-blend."""
+
+    def __init__(self, max_bytes: int = COMPARISON_STORE_BYTES, max_items: int = COMPARISON_STORE_ITEMS) -> None:
+        self.max_bytes, self.max_items = max_bytes, max_items
+        self._items: OrderedDict[str, tuple[Comparison, int]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
+
+    def put(self, comparison: Comparison) -> str:
+        key = uuid.uuid4().hex
+        size = comparison_bytes(comparison)
+        with self._lock:
+            self._items[key] = (comparison, size)
+            self._bytes += size
+            while len(self._items) > 1 and (len(self._items) > self.max_items or self._bytes > self.max_bytes):
+                _, (_, dropped) = self._items.popitem(last=False)
+                self._bytes -= dropped
+        return key
+
+    def get(self, key: str | None) -> Comparison | None:
+        with self._lock:
+            if not isinstance(key, str) or key not in self._items:
+                return None
+            self._items.move_to_end(key)
+            return self._items[key][0]
+
+
+def comparison_bytes(comparison: Comparison) -> int:
+    """The arrays a comparison holds (photo, working image, label maps, instance masks)."""
+    arrays = [comparison.image, comparison.work_image] + [o.labels for o in comparison.outputs]
+    for output in comparison.outputs:
+        instances = output.instances
+        arrays += list(instances.values()) if isinstance(instances, dict) else [instances]
+    size = 4096 * len(comparison.outputs)
+    for array in arrays:
+        if isinstance(array, np.ndarray):
+            size += array.nbytes
+        elif hasattr(array, "element_size") and hasattr(array, "numel"):  # a tensor
+            size += array.element_size() * array.numel()
+    return size
 
 
 @dataclass
 class AppContext:
-    """What every request shares: the checkpoint catalogue (rescanned on page load) and the model cache."""
+    """What every request shares: the checkpoint catalogue (rescanned on page load), the
+    model cache and the recent comparisons."""
 
     checkpoints: Path
     cache: ModelCache
@@ -56,6 +122,7 @@ class AppContext:
     leaderboard_path: Path | None = None
     examples_dir: Path | None = None
     catalog: Catalog = field(init=False)
+    comparisons: ComparisonStore = field(default_factory=ComparisonStore, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -71,14 +138,24 @@ class AppContext:
 # ---------------------------------------------------------------------------- helpers
 
 
+def user_error(message: str, title: str) -> gr.Error:
+    """An expected problem with what the user sent (unreadable, too large, wrong mask):
+    shown to them, logged as one line; a traceback would only bury real faults."""
+    log.warning("%s: %s", title, message)
+    return gr.Error(message, title=title, print_exception=False)
+
+
 def photo_input(**kwargs: Any) -> gr.Image:
     """A filepath ``gr.Image`` whose unreadable uploads give a readable message, not a bare "Error".
 
-    Gradio opens an upload with PIL before our function runs; a junk file fails there. The
-    wrapper is set on the instance: a subclass would make Gradio write a ``.pyi`` stub next
-    to this module at import time.
+    ``image_mode=None``: Gradio hands over the uploaded file untouched. With a mode set it
+    re-encodes every upload not already in that mode, and its ``convert("RGB")`` clips a
+    16-bit photo to pure white; :func:`segzoo.inference.read_photo` decodes the original
+    instead (EXIF orientation, 16-bit, float, animations). Gradio opens an upload with PIL
+    before our function runs; a junk file fails there. The wrapper is set on the instance:
+    a subclass would make Gradio write a ``.pyi`` stub next to this module at import time.
     """
-    component = gr.Image(type="filepath", **kwargs)
+    component = gr.Image(type="filepath", image_mode=None, **kwargs)
     preprocess = component.preprocess
 
     def readable_preprocess(payload: Any) -> Any:
@@ -86,7 +163,7 @@ def photo_input(**kwargs: Any) -> gr.Image:
             return preprocess(payload)
         except Exception as exc:  # PIL raises several types for junk uploads
             name = getattr(payload, "orig_name", None) or "the upload"
-            raise gr.Error(f"{name}: not a readable image ({exc})", title="Unreadable file") from None
+            raise user_error(f"{name}: not a readable image ({exc})", "Unreadable file") from None
 
     component.preprocess = readable_preprocess  # type: ignore[method-assign]
     return component
@@ -178,6 +255,8 @@ def _status(comparison: Comparison, work_shape: tuple[int, int] | None, disagree
             f"Loaded {len(loaded)} model{'s' * (len(loaded) != 1)} in {seconds:.1f} s "
             "(kept in memory for the next photo)."
         )
+    for note in comparison.notes:
+        lines.append(f"ℹ️ {note}")
     failed = [o for o in comparison.outputs if o.error]
     for o in failed:
         lines.append(f"⚠️ {o.entry.label}: {o.error}")
@@ -211,6 +290,71 @@ def gallery_items(
 def build_app(context: AppContext, gpu: Callable[[Callable], Callable] = lambda f: f) -> gr.Blocks:
     """The Blocks app. ``gpu`` wraps the Compare function (``spaces.GPU`` on ZeroGPU)."""
 
+    def run_models(
+        image: str | None,
+        dataset: str | None,
+        models: list[str] | None,
+        opacity: float = 0.5,
+        ground_truth: str | None = None,
+        score_threshold: float = 0.5,
+    ) -> tuple[Any, ...]:
+        """Compare's work (run under ``gpu``); returns what Compare shows, then the comparison."""
+        catalog = context.catalog
+        if not catalog.label_sets:
+            raise user_error(f"No trained model found in {context.checkpoints}; train one first.", "No models")
+        if image is None:
+            raise user_error("Upload a photo (or pick an example) first.", "No photo")
+        if not dataset:
+            dataset = catalog.datasets[0]
+        try:
+            label_set = catalog.label_set(dataset)
+            keys = models if models else []
+            if isinstance(keys, str):
+                keys = [keys]
+            if not keys:
+                raise ValueError("Select at least one model.")
+            entries = [label_set.entry(k) for k in keys]
+            # Gradio keeps the upload's own file name in its temporary path: name only that.
+            photo = read_photo(image, name=Path(image).name)
+        except ValueError as exc:
+            raise user_error(str(exc), "Cannot compare") from None
+        notes = list(photo.notes)
+        truth, note = None, None
+        if ground_truth:
+            try:
+                truth = read_ground_truth(
+                    ground_truth, label_set, photo.pixels.shape[:2], photo.orientation, notes
+                )
+            except ValueError as exc:
+                note = f"Ground truth not used: {exc}"
+                log.warning("%s", note)
+                gr.Warning(note)
+        for text in photo.notes:
+            log.info("%s", text)
+        try:
+            comparison = compare_models(
+                photo.pixels, label_set, entries, context.cache, context.max_side, float(score_threshold), truth
+            )
+        except Exception as exc:  # keep serving; say what happened (the traceback goes to the log)
+            log.exception("compare failed")
+            raise gr.Error(
+                f"The comparison failed: {type(exc).__name__}: {exc}", title="Comparison failed", print_exception=False
+            ) from None
+        comparison.ground_truth_note = note
+        comparison.notes = notes
+        result = comparison.disagreement()
+        disagreement_image, share = (result if result else (None, None))
+        work = comparison.work_image.shape[:2] if comparison.work_image is not None else None
+        return (
+            gallery_items(comparison, float(opacity)),
+            comparison.table(),
+            disagreement_image,
+            _status(comparison, work, share),
+            comparison,
+        )
+
+    run_on_gpu = gpu(run_models)
+
     def compare(
         image: str | None,
         dataset: str | None,
@@ -225,54 +369,14 @@ def build_app(context: AppContext, gpu: Callable[[Callable], Callable] = lambda 
         pure colour masks), a table of inference times and scores, the disagreement map and
         a status message.
         """
-        catalog = context.catalog
-        if not catalog.label_sets:
-            raise gr.Error(f"No trained model found in {context.checkpoints}; train one first.", title="No models")
-        if image is None:
-            raise gr.Error("Upload a photo (or pick an example) first.", title="No photo")
-        if not dataset:
-            dataset = catalog.datasets[0]
-        try:
-            label_set = catalog.label_set(dataset)
-            keys = models if models else []
-            if isinstance(keys, str):
-                keys = [keys]
-            if not keys:
-                raise ValueError("Select at least one model.")
-            entries = [label_set.entry(k) for k in keys]
-            photo = read_image(image)
-        except ValueError as exc:
-            raise gr.Error(str(exc), title="Cannot compare") from None
-        truth, note = None, None
-        if ground_truth:
-            try:
-                truth = read_ground_truth(ground_truth, label_set, photo.shape[:2])
-            except ValueError as exc:
-                note = f"Ground truth not used: {exc}"
-                gr.Warning(note)
-        try:
-            comparison = compare_models(
-                photo, label_set, entries, context.cache, context.max_side, float(score_threshold), truth
-            )
-        except Exception as exc:  # keep serving; say what happened
-            log.exception("compare failed")
-            raise gr.Error(f"The comparison failed: {type(exc).__name__}: {exc}", title="Comparison failed") from None
-        comparison.ground_truth_note = note
-        result = comparison.disagreement()
-        disagreement_image, share = (result if result else (None, None))
-        work = comparison.work_image.shape[:2] if comparison.work_image is not None else None
-        return (
-            gallery_items(comparison, float(opacity)),
-            comparison.table(),
-            disagreement_image,
-            _status(comparison, work, share),
-            comparison,
-        )
+        # Stored here, in the server process: on ZeroGPU run_models runs in a worker.
+        *shown, comparison = run_on_gpu(image, dataset, models, opacity, ground_truth, score_threshold)
+        comparison.work_image = None  # re-rendering needs the photo and the labels only
+        return (*shown, context.comparisons.put(comparison))
 
-    compare_fn = gpu(compare)
-
-    def rerender(comparison: Comparison | None, opacity: float, score_threshold: float) -> Any:
-        if comparison is None:
+    def rerender(key: str | None, opacity: float, score_threshold: float) -> Any:
+        comparison = context.comparisons.get(key)
+        if comparison is None:  # none yet, or dropped from the store: Compare again to re-blend
             return gr.skip()
         return gallery_items(comparison, float(opacity), float(score_threshold))
 
@@ -339,7 +443,7 @@ def build_app(context: AppContext, gpu: Callable[[Callable], Callable] = lambda 
     first_set = catalog.label_sets.get(first) if first else None
     examples = find_examples(context.examples_dir, catalog)
 
-    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
+    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=DELETE_CACHE) as demo:
         gr.Markdown(INTRO)
         with gr.Tabs():
             with gr.Tab("Compare", id="compare"):
@@ -371,7 +475,7 @@ def build_app(context: AppContext, gpu: Callable[[Callable], Callable] = lambda 
                             )
                             ground_truth = photo_input(
                                 label="Ground-truth mask",
-                                sources=["upload"], height=160, image_mode=None, elem_id="ground-truth",
+                                sources=["upload"], height=160, elem_id="ground-truth",
                             )
                         run = gr.Button("Compare", variant="primary", elem_id="compare-button")
                         if examples:
@@ -401,7 +505,7 @@ def build_app(context: AppContext, gpu: Callable[[Callable], Callable] = lambda 
                             '<span class="swatch" style="background: rgb(220,20,60)"></span>4 or more'
                             "; grey: all agree.</div>"
                         )
-                        comparison = gr.State()
+                        comparison = gr.State(time_to_live=COMPARISON_TTL_SECONDS)  # a ComparisonStore key
 
             with gr.Tab("Leaderboard", id="leaderboard") as leaderboard_tab:
                 gr.Markdown(
@@ -431,7 +535,7 @@ def build_app(context: AppContext, gpu: Callable[[Callable], Callable] = lambda 
 
         private = dict(api_visibility="private")
         run.click(
-            compare_fn,
+            compare,
             inputs=[image, dataset, models, opacity, ground_truth, score_threshold],
             outputs=[gallery, table, disagreement, status, comparison],
             api_name="compare",

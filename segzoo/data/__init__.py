@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from segzoo.data import camvid, folder, oxford_pet, voc
-from segzoo.data.base import DatasetInfo, SegmentationDataset, read_image
+from segzoo.data.base import DatasetInfo, SegmentationDataset, is_image_file, read_image
 
 
 @dataclass(frozen=True)
@@ -125,11 +125,14 @@ def detect_dataset(root: str | Path) -> str:
         (c / "ImageSets" / "Segmentation").is_dir() for c in (root, root / "VOC2012", root / "VOCdevkit" / "VOC2012")
     ):
         return "voc2012"
-    if (root / "images").is_dir():
+    if (root / "images").is_dir() or folder.split_folders(root):
         return "folder"
+    if root.is_dir() and any(root.glob("*.json")) and any(is_image_file(p) for p in root.iterdir()):
+        return "folder"  # photos beside their COCO / VIA JSON
     raise ValueError(
         f"cannot tell which data set {root} holds: expected CamVid (train/, trainannot/), Oxford pet "
-        "(images/, annotations/trimaps/), VOC (ImageSets/Segmentation/) or a folder with images/"
+        "(images/, annotations/trimaps/), VOC (ImageSets/Segmentation/), a folder with images/, photos "
+        "beside their COCO / VIA JSON, or train/ and val/ folders each holding photos and their JSON"
     )
 
 

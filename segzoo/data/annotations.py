@@ -13,6 +13,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from segzoo.data.base import option_hint
+
 ANNOTATION_FILES = ("annotations.json", "coco.json", "via.json", "via_region_data.json")
 VIA_CLASS_KEYS = ("class", "label", "category", "name", "type")
 
@@ -26,7 +28,7 @@ def find_annotation_file(root: Path, ignore: tuple[str, ...] = ()) -> Path | Non
     candidates = [p for p in candidates if p.name not in ignore]
     if len(candidates) > 1:
         names = ", ".join(p.name for p in candidates)
-        raise ValueError(f"{root} has several JSON files ({names}); pass annotations=<file> to choose one")
+        raise ValueError(f"{root} has several JSON files ({names}); choose one: {option_hint('annotations', 'FILE')}")
     return candidates[0] if candidates else None
 
 
@@ -81,7 +83,10 @@ def via_class_key(data: dict, path: Path, key: str | None = None) -> str | None:
     preferred = [k for k in VIA_CLASS_KEYS if k in keys]
     if preferred:
         return preferred[0]
-    raise ValueError(f"{path}: regions have several attributes {sorted(keys)}; pass via_attribute=<name>")
+    raise ValueError(
+        f"{path}: regions have several attributes {sorted(keys)}; choose the class one: "
+        f"{option_hint('via_attribute', 'NAME')}"
+    )
 
 
 def via_class_names(data: dict, key: str | None) -> list[str]:

@@ -17,7 +17,7 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import ExifTags, Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 # Loader worker processes are the parallelism: OpenCV threads on top would oversubscribe
@@ -27,6 +27,7 @@ cv2.setNumThreads(0)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 INVALID = -1  # lookup-table entry for a stored value that is not a known label
+ROTATING_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 
 
 @dataclass(frozen=True)
@@ -231,9 +232,18 @@ class SegmentationDataset(Dataset):
 
     def _checked_size(self, index: int, mask: np.ndarray, image_shape: tuple[int, int]) -> np.ndarray:
         if mask.shape != tuple(image_shape):
+            hint = ""
+            orientation = exif_orientation(self.images[index])
+            if orientation in ROTATING_ORIENTATIONS and mask.shape == tuple(image_shape)[::-1]:
+                # Viewers and annotation tools show the photo turned by its EXIF tag; the
+                # mask was drawn on that view. Labels stay on the stored pixels, so say so.
+                hint = (
+                    f"; the image has EXIF orientation {orientation}, so viewers show it turned to the mask's "
+                    "size: segzoo reads images as stored, so save it upright (EXIF orientation applied)"
+                )
             raise ValueError(
                 f"size mismatch: image {self.images[index]} is {image_shape[1]}x{image_shape[0]} "
-                f"but its mask {self.mask_source(index)} is {mask.shape[1]}x{mask.shape[0]} (width x height)"
+                f"but its mask {self.mask_source(index)} is {mask.shape[1]}x{mask.shape[0]} (width x height){hint}"
             )
         return mask
 
@@ -268,6 +278,26 @@ def pair_by_stem(
         raise FileNotFoundError(summarize_problems(problems))
     stems = sorted(images.keys() & masks.keys())
     return [images[s] for s in stems], [masks[s] for s in stems], problems
+
+
+def option_hint(option: str, value: str, flag: bool = True) -> str:
+    """How to pass data set option ``option``, for messages people read on the command
+    line: the flag of ``segzoo data check`` and the form ``segzoo train`` takes (Python
+    callers pass the same name as a keyword). ``flag=False``: no flag of its own."""
+    train = f"--dataset-option {option}={value}"
+    if not flag:
+        return train
+    return f"--{option.replace('_', '-')} {value} (segzoo train: {train})"
+
+
+def exif_orientation(path: str | Path) -> int:
+    """The EXIF orientation tag of an image file (1, upright, when absent or unreadable).
+    Reads the header only."""
+    try:
+        with Image.open(path) as pil:
+            return int(pil.getexif().get(ExifTags.Base.Orientation, 1) or 1)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, TypeError):
+        return 1
 
 
 def summarize_problems(problems: list[str], limit: int = 5) -> str:

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from segzoo.data.base import SegmentationDataset
+from segzoo.data.base import SegmentationDataset, exif_orientation
 
 
 @dataclass
@@ -55,20 +56,31 @@ class ClassStats:
     def median_frequency_weights(self) -> np.ndarray:
         """Eigen & Fergus (2015) median-frequency balancing, as in SegNet: with
         ``freq(c) = pixels(c) / labelled pixels of the images containing c``, the weight is
-        ``median(freq) / freq(c)``. Classes that never occur get weight 1."""
+        ``median(freq) / freq(c)``, the median taken over the classes that occur.
+
+        The one definition behind both ``segzoo data check`` and ``--class-weights median``.
+        A class that never occurs gets weight 0: with no pixel of it there is nothing to
+        learn or to weigh (and any other value would only matter if the class appeared
+        in a prediction, where a loss weight plays no part)."""
         present = self.image_pixels > 0
-        freq = np.zeros(self.num_classes)
-        freq[present] = self.pixels[present] / self.image_pixels[present]
-        weights = np.ones(self.num_classes)
+        weights = np.zeros(self.num_classes)
         if present.any():
-            weights[present] = np.median(freq[present]) / freq[present]
+            freq = self.pixels[present] / self.image_pixels[present]
+            weights[present] = np.median(freq) / freq
         return weights.astype(np.float32)
 
 
-def _masks(source: SegmentationDataset | Iterable[np.ndarray], progress: bool) -> Iterable[np.ndarray]:
-    if isinstance(source, SegmentationDataset):
+def _is_dataset(source: Any) -> bool:
+    """A data set (anything with ``info`` and ``load_mask`` or ``load_raw``), not masks."""
+    return hasattr(source, "info") and (hasattr(source, "load_mask") or hasattr(source, "load_raw"))
+
+
+def _masks(source: Any, progress: bool) -> Iterable[np.ndarray]:
+    if _is_dataset(source):
         indices = tqdm(range(len(source)), desc=f"{source.info.name} masks", disable=not progress, leave=False)
-        return (source.load_mask(i) for i in indices)
+        if hasattr(source, "load_mask"):  # the labels alone: no image is decoded
+            return (source.load_mask(i) for i in indices)
+        return (source.load_raw(i)[1] for i in indices)
     return (np.asarray(m) for m in source)
 
 
@@ -79,7 +91,7 @@ def class_statistics(
     progress: bool = True,
 ) -> ClassStats:
     """Pixel counts of a data set (its masks only; images are not decoded) or of masks."""
-    if isinstance(source, SegmentationDataset):
+    if _is_dataset(source):
         num_classes = source.info.num_classes if num_classes is None else num_classes
         ignore_index = source.info.ignore_index if ignore_index is None else ignore_index
     if num_classes is None:
@@ -104,8 +116,11 @@ def median_frequency_weights(
     progress: bool = True,
 ) -> torch.Tensor:
     """Per-class loss weights (float32 tensor of ``num_classes``) by median-frequency
-    balancing; pass the training data set, e.g. to ``nn.CrossEntropyLoss(weight=...)``."""
+    balancing (:meth:`ClassStats.median_frequency_weights`); pass the training data set,
+    e.g. to ``nn.CrossEntropyLoss(weight=...)``. ``ValueError`` if no pixel is labelled."""
     stats = class_statistics(source, num_classes, ignore_index, progress)
+    if not stats.pixels.any():
+        raise ValueError("the masks hold no labelled pixel, so there are no class frequencies to balance")
     return torch.from_numpy(stats.median_frequency_weights())
 
 
@@ -119,6 +134,8 @@ class CheckReport:
     class_names: list[str]
     ignore_index: int | None
     sizes: dict[tuple[int, int], int]  # (height, width) -> images
+    # Worth a look but not wrong: photos that viewers show turned (EXIF orientation).
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -138,12 +155,22 @@ class _CheckItems(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int) -> tuple[tuple[int, int] | None, np.ndarray | None, str | None]:
+    def __getitem__(self, index: int) -> tuple[tuple[int, int] | None, np.ndarray | None, str | None, str | None]:
         try:
             image, mask = self.dataset.load_raw(index)
         except (ValueError, OSError) as exc:  # corrupt file, bad label value, size mismatch
-            return None, None, str(exc)
-        return image.shape[:2], np.bincount(mask.ravel(), minlength=256), None
+            return None, None, str(exc), None
+        return image.shape[:2], np.bincount(mask.ravel(), minlength=256), None, self._orientation_note(index)
+
+    def _orientation_note(self, index: int) -> str | None:
+        path = self.dataset.images[index]
+        orientation = exif_orientation(path)
+        if orientation == 1:
+            return None
+        return (
+            f"{path} has EXIF orientation {orientation}: viewers and annotation tools show it turned, but "
+            "training reads it as stored; check that its labels fit the stored pixels, or save it upright"
+        )
 
 
 def check_dataset(dataset: SegmentationDataset, workers: int = 0, progress: bool = True) -> CheckReport:
@@ -152,10 +179,11 @@ def check_dataset(dataset: SegmentationDataset, workers: int = 0, progress: bool
     info = dataset.info
     stats = ClassStats(info.num_classes)
     problems = list(dataset.problems)
+    notes: list[str] = []
     sizes: dict[tuple[int, int], int] = {}
     loader = DataLoader(_CheckItems(dataset), batch_size=None, num_workers=workers, collate_fn=_identity)
     split = getattr(dataset, "split", "")
-    for shape, counts, error in tqdm(
+    for shape, counts, error, note in tqdm(
         loader, total=len(dataset), desc=f"checking {info.name} {split}", disable=not progress, leave=False
     ):
         if error is not None:
@@ -163,8 +191,10 @@ def check_dataset(dataset: SegmentationDataset, workers: int = 0, progress: bool
             continue
         sizes[shape] = sizes.get(shape, 0) + 1
         stats.add(counts, info.ignore_index)
+        if note:
+            notes.append(note)
     return CheckReport(
-        info.name, split, len(dataset), problems, stats, list(info.class_names), info.ignore_index, sizes
+        info.name, split, len(dataset), problems, stats, list(info.class_names), info.ignore_index, sizes, notes
     )
 
 
@@ -188,6 +218,10 @@ def format_reports(reports: list[CheckReport], max_problems: int = 20) -> str:
             lines.append(f"  problem: {problem}")
         if len(r.problems) > max_problems:
             lines.append(f"  ... and {len(r.problems) - max_problems} more problems")
+        for warning in r.warnings[:max_problems]:
+            lines.append(f"  warning: {warning}")
+        if len(r.warnings) > max_problems:
+            lines.append(f"  ... and {len(r.warnings) - max_problems} more warnings")
     if not reports:
         return "nothing to check"
     base = reports[0]
@@ -198,7 +232,8 @@ def format_reports(reports: list[CheckReport], max_problems: int = 20) -> str:
     lines += [
         "",
         f"pixel share per class (of labelled pixels); images containing it and "
-        f"median-frequency weight from {base.split}:",
+        f"median-frequency weight from {base.split} (what --class-weights median gives when training on it; "
+        "0 for a class that does not occur):",
         header,
     ]
     for c, name in enumerate(base.class_names):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from pathlib import Path
+from typing import Any
 
 from segzoo.data import DATASETS, detect_dataset, get_dataset
 from segzoo.data.download import RESOURCES
@@ -25,23 +27,72 @@ def run_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def key_value(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` with a JSON value (else a plain string), as ``segzoo train --dataset-option``."""
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def ignore_index_arg(text: str) -> int | None | str:
+    """An integer, ``none`` (every pixel is labelled) or ``default`` (the classes file's)."""
+    if text.lower() in ("none", "null"):
+        return None
+    if text == "default":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or none, got {text!r}") from None
+
+
 def _options(args: argparse.Namespace, name: str) -> dict:
+    """The data set options, built exactly as ``segzoo train`` passes them (its
+    ``--dataset-option`` pairs), so the check decodes the labels training will see."""
     given = {
         "mode": args.mode,
         "classes": args.classes,
         "annotations": args.annotations,
         "via_attribute": args.via_attribute,
+        "mask_type": args.mask_type,
     }
-    allowed = {"oxford_pet": {"mode"}, "folder": {"classes", "annotations", "via_attribute"}}.get(name, set())
+    folder_options = {"classes", "annotations", "via_attribute", "mask_type", "ignore_index"}
+    allowed = {"oxford_pet": {"mode"}, "folder": folder_options}.get(name, set())
     wrong = [f"--{k.replace('_', '-')}" for k, v in given.items() if v is not None and k not in allowed]
+    if args.ignore_index != "default" and "ignore_index" not in allowed:
+        wrong.append("--ignore-index")
     if wrong:
         raise ValueError(f"{', '.join(wrong)} does not apply to {name}")
-    options = {k: v for k, v in given.items() if v is not None}
+    options = dict(args.dataset_option or [])
+    for key, value in given.items():
+        if value is None:
+            continue
+        if key in options and options[key] != value:
+            raise ValueError(f"--{key.replace('_', '-')} {value} contradicts --dataset-option {key}={options[key]}")
+        options[key] = value
+    if args.ignore_index != "default":
+        options["ignore_index"] = args.ignore_index
     if args.num_classes is not None:
-        if name != "folder" or args.classes:
+        if name != "folder" or "classes" in options:
             raise ValueError("--num-classes applies to folder data sets without a classes file")
         options["classes"] = [f"class_{i}" for i in range(args.num_classes)]
     return options
+
+
+def check_splits(name: str, root: str | Path) -> list[str]:
+    """The splits ``segzoo data check`` reads by default: the data set's own, and for a
+    folder with train/ val/ folders those folders (the first is the training split)."""
+    if name == "folder":
+        from segzoo.data.folder import split_folders
+
+        folders = split_folders(root)
+        if folders:
+            return list(folders)
+    return CHECK_SPLITS[name]
 
 
 def run_check(args: argparse.Namespace) -> int:
@@ -49,7 +100,7 @@ def run_check(args: argparse.Namespace) -> int:
 
     name = args.dataset or detect_dataset(args.root)
     options = _options(args, name)
-    splits = args.split or CHECK_SPLITS[name]
+    splits = args.split or check_splits(name, args.root)
     workers = min(4, os.cpu_count() or 1) if args.workers is None else args.workers
     reports = []
     for split in splits:
@@ -63,6 +114,7 @@ def run_check(args: argparse.Namespace) -> int:
                 "split": r.split,
                 "samples": r.samples,
                 "problems": r.problems,
+                "warnings": r.warnings,
                 "class_names": r.class_names,
                 "pixels": r.stats.pixels.tolist(),
                 "ignored_pixels": r.stats.ignored,
@@ -124,8 +176,25 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument(
         "--num-classes", type=int, metavar="N", help="folder: index masks with this many classes, no classes file"
     )
-    check.add_argument("--annotations", metavar="FILE", help="folder: COCO or VIA JSON instead of masks/")
+    check.add_argument(
+        "--annotations", metavar="FILE",
+        help="folder: COCO or VIA JSON instead of masks/ (with train/ val/ folders: its name in each)",
+    )
     check.add_argument("--via-attribute", metavar="NAME", help="folder: VIA region attribute holding the class")
+    check.add_argument(
+        "--mask-type", choices=["auto", "index", "color"],
+        help="folder: how mask PNGs are read (default auto: RGB and, with a colour classes file, palette PNGs "
+        "as colours; grey PNGs as indices unless that is ambiguous)",
+    )
+    check.add_argument(
+        "--ignore-index", type=ignore_index_arg, default="default", metavar="N",
+        help="folder: stored value of ignored pixels (or none), overriding the classes file's",
+    )
+    check.add_argument(
+        "--dataset-option", type=key_value, action="append", default=[], metavar="KEY=VALUE",
+        help="data set option as given to segzoo train --dataset-option (repeatable); check with the "
+        "options you train with",
+    )
     check.add_argument("--workers", type=int, metavar="N", help="loader processes (default: up to 4)")
     check.add_argument(
         "--max-problems", type=int, default=20, metavar="N", help="problems listed per split (default 20)"
