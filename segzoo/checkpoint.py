@@ -3,8 +3,12 @@
 A checkpoint is a directory::
 
     model.safetensors   weights only (half precision by default), with a SHA-256 of the
-                        tensor data in the file's metadata, so truncation or tampering is
-                        detected at load time
+                        tensor data in the file's metadata, so a truncated, corrupted or
+                        edited file is detected at load time; a file without that digest
+                        (re-saved by other tools) is refused too. The digest travels with the
+                        file, so it cannot tell a deliberately substituted file (re-saved with
+                        a new digest): the weights' published hash (``weights_sha256`` in the
+                        leaderboard and metrics) is what guards against that
     config.json         model name and arguments, classes, palette, normalisation, input
                         size, data set, training options, segzoo version
     history.csv         one row per epoch (written by the trainer)
@@ -19,6 +23,7 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +40,7 @@ _DIGEST_KEY = "segzoo_sha256"
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint file is missing, truncated, tampered with or inconsistent."""
+    """A checkpoint file is missing, truncated, tampered with, unverifiable or inconsistent."""
 
 
 def atomic_write(path: str | Path, write: Any) -> None:
@@ -101,8 +106,14 @@ def save_weights(
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
 
 
-def load_weights(path: str | Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-    """Read a safetensors file written by :func:`save_weights` and verify its digest."""
+def load_weights(
+    path: str | Path, device: str | torch.device = "cpu", allow_unverified: bool = False
+) -> dict[str, torch.Tensor]:
+    """Read a safetensors file written by :func:`save_weights` and verify its digest.
+
+    A file without the digest (re-saved by another tool, which drops segzoo's metadata) is
+    refused: nothing would then catch a corrupted copy. ``allow_unverified=True`` loads it
+    anyway, with a warning, for a file you trust."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: file not found")
@@ -114,7 +125,18 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu") -> dict[s
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: cannot read weights ({exc}); the file is corrupt or truncated") from None
-    if expected is not None and _digest(tensors) != expected:
+    if expected is None:
+        message = (
+            f"{path}: no {_DIGEST_KEY} entry in the file's metadata, so its weights cannot be verified "
+            "(the file was re-saved by a tool that drops segzoo's metadata, or not written by segzoo)"
+        )
+        if not allow_unverified:
+            raise CheckpointError(
+                f"{message}. If you trust the file, re-save it with segzoo.checkpoint.save_weights (which records "
+                "the digest), or load it with allow_unverified=True"
+            )
+        warnings.warn(f"{message}; loading it unverified as asked", UserWarning, stacklevel=2)
+    elif _digest(tensors) != expected:
         raise CheckpointError(f"{path}: weights do not match their recorded SHA-256; the file was modified")
     return {k: v.to(device) for k, v in tensors.items()}
 
@@ -133,6 +155,9 @@ def save_checkpoint(
 
 
 def load_config(directory: str | Path) -> dict[str, Any]:
+    from segzoo.hub import resolve_checkpoint_dir  # hf://user/repo -> its folder in the Hub cache
+
+    directory = resolve_checkpoint_dir(directory)
     config = read_json(Path(directory) / CONFIG_FILE)
     missing = [k for k in ("model", "num_classes") if k not in config]
     if missing:
@@ -141,19 +166,21 @@ def load_config(directory: str | Path) -> dict[str, Any]:
 
 
 def load(
-    directory: str | Path, device: str | torch.device = "cpu"
+    directory: str | Path, device: str | torch.device = "cpu", allow_unverified: bool = False
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the model a checkpoint directory describes; returns ``(model.eval(), config)``."""
+    """Rebuild the model a checkpoint directory describes; returns ``(model.eval(), config)``.
+    ``allow_unverified``: see :func:`load_weights`."""
+    from segzoo.hub import resolve_checkpoint_dir  # hf://user/repo -> its folder in the Hub cache
     from segzoo.registry import create_model
 
-    directory = Path(directory)
+    directory = resolve_checkpoint_dir(directory)
     if not directory.is_dir():
         raise CheckpointError(f"{directory}: not a checkpoint directory")
     config = load_config(directory)
     # The trained weights replace any pretrained ones: never download at load time.
     kwargs = {k: v for k, v in config.get("model_kwargs", {}).items() if k != "encoder_weights"}
     model = create_model(config["model"], num_classes=config["num_classes"], **kwargs)
-    state = load_weights(directory / WEIGHTS_FILE)
+    state = load_weights(directory / WEIGHTS_FILE, allow_unverified=allow_unverified)
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

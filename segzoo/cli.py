@@ -13,7 +13,10 @@ COMMAND_MODULES = [
     "segzoo.train",
     "segzoo.evaluate",
     "segzoo.predict",
+    "segzoo.export",
     "segzoo.leaderboard",
+    "segzoo.hub",
+    "segzoo.space",
 ]
 
 

@@ -4,6 +4,10 @@ The protocol is the data set's standard one (CamVid: the 233 test frames, 11 cla
 label 11 ignored), computed from one confusion matrix over every pixel of the split, with
 the same code that validated the model during training: images at the scale the model
 was trained at, scores on the full-resolution label masks.
+
+``segzoo evaluate CKPT --images DIR|GLOB... --masks DIR --out DIR`` scores any folder of
+photos against masks matched by file stem instead (the ``segzoo predict`` path): one
+confusion matrix over all their pixels in ``metrics.json``, and per image ``predictions.csv``.
 """
 
 from __future__ import annotations
@@ -49,7 +53,12 @@ def evaluate_checkpoint(
     from segzoo.training.data import PreparedSamples, validation_samples
     from segzoo.training.validation import validate
 
-    checkpoint = Path(checkpoint)
+    from segzoo.hub import is_hub_uri, local_name, resolve_checkpoint_dir
+
+    given = str(checkpoint)
+    checkpoint = resolve_checkpoint_dir(checkpoint)
+    if out is None and is_hub_uri(given):
+        out = Path(f"{local_name(given)}.metrics.json")  # the Hub cache is not ours to write into
     recipe = compute_recipe(device, precision)
     torch_device = recipe.device
     model, config = load(checkpoint, device=torch_device)
@@ -101,7 +110,7 @@ def evaluate_checkpoint(
             name: (None if torch.isnan(v) else float(v)) for name, v in zip(config["class_names"], scores.iou)
         },
         "checkpoint": {
-            "path": str(checkpoint),
+            "path": given,
             "weights_sha256": file_sha256(checkpoint / WEIGHTS_FILE),
             "best_epoch": training.get("best_epoch"),
             "best_val_miou": training.get("best_val_miou"),
@@ -134,16 +143,99 @@ def print_metrics(metrics: dict[str, Any]) -> None:
           f"mean class acc {pct(metrics['mean_class_accuracy'])}  fwIoU {pct(metrics['fw_iou'])}")  # fmt: skip
 
 
+FOLDER_OUT = "evaluation"
+
+
+def evaluate_folder(
+    checkpoint: str | Path,
+    images: list[str | Path],
+    masks: str | Path,
+    out: str | Path | None = None,
+    device: str = "auto",
+    precision: str = "32-true",
+    max_side: int | None = None,
+    progress: bool = True,
+) -> tuple[dict[str, Any], Any]:
+    """Score a checkpoint on photos (files, folders, globs) against the masks in ``masks``
+    (matched by stem). Writes ``metrics.json`` (one confusion matrix over all pixels of the
+    images that have a mask) and ``predictions.csv`` (per image) into ``out`` (default
+    ``evaluation/``); returns the metrics and the :class:`~segzoo.predict.PredictionRun`."""
+    from segzoo.metrics import scores_from_confusion
+    from segzoo.predict import CSV_FILE, segment_images, write_csv
+
+    out = Path(out or FOLDER_OUT)
+    start = time.perf_counter()
+    run = segment_images(checkpoint, images, None, masks=masks, device=device, max_side=max_side,
+                         progress=progress, precision=precision)  # fmt: skip
+    config = run.config
+    scored = [r for r in run.records if "miou" in r]
+    if not scored:
+        raise ValueError(f"{masks}: no mask matches any of the {len(run.records)} images by file stem "
+                         "(<stem>.png, <stem>.mask.png or <stem>_mask.png)")  # fmt: skip
+    scores = scores_from_confusion(run.confusion, config.get("ignore_index"))
+    recipe = compute_recipe(device, precision)
+    metrics = {
+        "model": config["model"],
+        "dataset": config.get("dataset"),
+        "split": None,
+        "images": [str(i) for i in images],
+        "masks": str(masks),
+        "num_images": len(scored),
+        "without_mask": [r["image"] for r in run.records if "miou" not in r and not r.get("error")],
+        "failed": [r["image"] for r in run.failures],
+        "ignore_index": config.get("ignore_index"),
+        **scores.to_dict(config["class_names"]),
+        "per_class_iou": {
+            name: (None if torch.isnan(v) else float(v)) for name, v in zip(config["class_names"], scores.iou)
+        },
+        "checkpoint": {"path": str(checkpoint)},
+        "device_name": device_name(recipe.device),
+        "precision": recipe.precision,
+        "seconds": round(time.perf_counter() - start, 3),
+        "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    from segzoo import __version__
+
+    metrics["segzoo_version"] = __version__
+    write_json(out / METRICS_FILE, metrics)
+    write_csv(out / CSV_FILE, run)
+    return metrics, run
+
+
+def _run_folder(args: argparse.Namespace) -> int:
+    from segzoo.predict import report_failures
+
+    if not args.masks:
+        raise ValueError("--images needs --masks DIR (the ground truth, matched by file stem)")
+    metrics, run = evaluate_folder(args.checkpoint, args.images, args.masks, out=args.out, device=args.device,
+                                   precision=args.precision, max_side=args.max_side, progress=args.progress)  # fmt: skip
+    metrics["split"] = f"{metrics['num_images']} images from {', '.join(metrics['images'])}"
+    print_metrics(metrics)
+    out = Path(args.out or FOLDER_OUT)
+    print(f"wrote {out / METRICS_FILE} and {out / 'predictions.csv'}")
+    if metrics["without_mask"]:
+        print(f"{len(metrics['without_mask'])} images have no mask in {args.masks} and were not scored "
+              f"(listed in {out / METRICS_FILE})")  # fmt: skip
+    return report_failures(run, "evaluate")
+
+
 def run(args: argparse.Namespace) -> int:
-    checkpoint = Path(args.checkpoint)
+    from segzoo.hub import is_hub_uri, local_name, resolve_checkpoint_dir
+
+    if args.images:
+        return _run_folder(args)
+    checkpoint = resolve_checkpoint_dir(args.checkpoint)
     config = load_config(checkpoint)
     if config.get("task") == "instance":
         from segzoo.instance.evaluate import evaluate_instance
 
+        if is_hub_uri(args.checkpoint):
+            raise ValueError(f"{args.checkpoint}: Mask R-CNN evaluation writes into the checkpoint folder; "
+                             "download it first (`hf download`) and evaluate the local copy")  # fmt: skip
         evaluate_instance(checkpoint, args.split, data_root=args.data_root, device=str(resolve_device(args.device)))
         return 0
     metrics = evaluate_checkpoint(
-        checkpoint,
+        args.checkpoint,
         split=args.split,
         data_root=args.data_root,
         device=args.device,
@@ -154,7 +246,8 @@ def run(args: argparse.Namespace) -> int:
         precision=args.precision,
     )
     print_metrics(metrics)
-    print(f"wrote {args.out or checkpoint / METRICS_FILE}")
+    written = args.out or (f"{local_name(args.checkpoint)}.metrics.json" if is_hub_uri(args.checkpoint) else None)
+    print(f"wrote {written or checkpoint / METRICS_FILE}")
     return 0
 
 
@@ -165,7 +258,8 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
         description="Per-class IoU, mIoU, Dice, pixel accuracy, mean class accuracy, frequency-weighted "
         "IoU and the confusion matrix of a checkpoint on a split, written to CKPT/metrics.json.",
     )
-    p.add_argument("checkpoint", metavar="CKPT", help="checkpoint directory (with model.safetensors, config.json)")
+    p.add_argument("checkpoint", metavar="CKPT",
+                   help="checkpoint directory (with model.safetensors, config.json) or hf://user/repo[/subfolder]")  # fmt: skip
     p.add_argument("--split", default="test", help="split to score (default: test)")
     p.add_argument("--data-root", help="data folder (default: the one recorded at training time)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
@@ -174,7 +268,15 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
                    help="32-true: the reference float32 numbers (default); auto: the device's fast path, "
                    "as served by the app")  # fmt: skip
     p.add_argument("--num-workers", type=int, default=0, help="data-loading processes (default: 0)")
-    p.add_argument("--out", help="where to write the metrics (default: CKPT/metrics.json)")
+    p.add_argument("--out", help="where to write the metrics (default: CKPT/metrics.json; "
+                   "./<user>--<repo>.metrics.json for hf://); with --images a folder for metrics.json and "
+                   "predictions.csv (default: evaluation/)")
+    p.add_argument("--images", metavar="IMAGE", nargs="+",
+                   help="score these photos (files, folders, globs) instead of a data set split; needs --masks")
+    p.add_argument("--masks", metavar="DIR", help="with --images: ground-truth masks, <stem>.png (class indices or "
+                   "the palette's colours)")
+    p.add_argument("--max-side", type=int, help="with --images: downscale longer sides beyond this (default: to "
+                   "the scale the model was trained at)")  # fmt: skip
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.set_defaults(func=run)
 
