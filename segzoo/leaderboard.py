@@ -6,12 +6,19 @@ latency, into ``benchmarks/leaderboard.csv`` and ``benchmarks/leaderboard.json``
 per model and data set. The app reads it with :func:`load_leaderboard`.
 
 Columns: ``dataset, model, family, task, interim, split, num_images, partial, miou, mdice,
-pixel_accuracy, mean_class_accuracy, fw_iou, mask_ap, box_ap, params, gflops, input_size,
-latency_ms, latency_threads, latency_device, trained_on, best_epoch, train_seconds,
-checkpoint, weights_sha256, evaluated_at``. Scores are fractions (0-1). ``gflops`` is
-2 x multiply-accumulates / 1e9 for one image (see :mod:`segzoo.profiling`); ``latency_ms``
-is the median of several batch-1 forward passes at ``input_size`` on ``latency_device``
-with ``latency_threads`` threads. ``partial`` marks evaluations limited to part of a split
+pixel_accuracy, mean_class_accuracy, fw_iou, mask_ap, box_ap, reference_miou,
+reference_source, params, gflops, input_size, latency_ms, latency_precision,
+latency_ms_float32, latency_threads, latency_device, trained_on, train_precision,
+train_epochs, train_hours, train_cpu_hours, best_epoch, train_seconds, checkpoint,
+weights_sha256, evaluated_at``. Scores are fractions (0-1). ``reference_miou`` is the
+published result for the architecture on the same protocol, where one exists
+(:mod:`segzoo.references`). ``gflops`` is 2 x multiply-accumulates / 1e9 for one image (see
+:mod:`segzoo.profiling`); ``latency_ms`` is the median of several batch-1 passes (forward and
+arg-max) at ``input_size`` on ``latency_device`` with ``latency_threads`` threads, the way
+the app serves the model (``latency_precision``: bf16 on CPUs with native bf16), and
+``latency_ms_float32`` the same in float32 eager. ``train_hours`` is the wall time of the
+whole training (every stage), ``train_cpu_hours`` the CPU time of the training process
+(all threads; empty when not recorded), on ``trained_on``. ``partial`` marks evaluations limited to part of a split
 (``segzoo evaluate --limit``); ``interim`` marks stand-in models (e.g. trained at reduced
 resolution on a CPU).
 """
@@ -30,14 +37,20 @@ from typing import Any
 import pandas as pd
 
 from segzoo.checkpoint import CONFIG_FILE, METRICS_FILE, CheckpointError, atomic_write_text, read_json, write_json
+from segzoo.references import published
 
 COLUMNS = [
     "dataset", "model", "family", "task", "interim", "split", "num_images", "partial",
     "miou", "mdice", "pixel_accuracy", "mean_class_accuracy", "fw_iou", "mask_ap", "box_ap",
-    "params", "gflops", "input_size", "latency_ms", "latency_threads", "latency_device",
-    "trained_on", "best_epoch", "train_seconds", "checkpoint", "weights_sha256", "evaluated_at",
+    "reference_miou", "reference_source",
+    "params", "gflops", "input_size", "latency_ms", "latency_precision", "latency_ms_float32", "latency_threads",
+    "latency_device", "trained_on", "train_precision", "train_epochs", "train_hours", "train_cpu_hours",
+    "best_epoch", "train_seconds", "checkpoint", "weights_sha256", "evaluated_at",
 ]  # fmt: skip
-_PROFILE_COLUMNS = ("params", "gflops", "input_size", "latency_ms", "latency_threads", "latency_device")
+_PROFILE_COLUMNS = (
+    "params", "gflops", "input_size", "latency_ms", "latency_precision", "latency_ms_float32", "latency_threads",
+    "latency_device",
+)  # fmt: skip
 
 
 def _input_size(config: dict[str, Any]) -> tuple[int, int]:
@@ -79,6 +92,9 @@ def _row(directory: Path, root: Path) -> dict[str, Any]:
         location = str(directory.relative_to(root.parent))
     except ValueError:
         location = str(directory)
+    reference = published(config.get("dataset", ""), config["model"])
+    wall = training.get("total_train_seconds", training.get("train_seconds"))
+    cpu = training.get("total_cpu_seconds") if not training.get("epochs_without_cpu_time") else None
     return {
         "dataset": config.get("dataset"),
         "model": config["model"],
@@ -89,7 +105,13 @@ def _row(directory: Path, root: Path) -> dict[str, Any]:
         "num_images": metrics.get("num_images"),
         "partial": bool(metrics.get("partial", False)),
         **_score_row(metrics),
+        "reference_miou": reference.miou if reference else None,
+        "reference_source": f"{reference.source} ({reference.note})" if reference else None,
         "trained_on": training.get("device_name"),
+        "train_precision": training.get("precision"),
+        "train_epochs": training.get("total_epochs", training.get("epochs")),
+        "train_hours": round(wall / 3600, 2) if isinstance(wall, (int, float)) else None,
+        "train_cpu_hours": round(cpu / 3600, 2) if isinstance(cpu, (int, float)) and cpu else None,
         "best_epoch": training.get("best_epoch"),
         "train_seconds": training.get("train_seconds"),
         "checkpoint": location,
@@ -136,7 +158,8 @@ def build_leaderboard(
     import torch
 
     from segzoo.checkpoint import load
-    from segzoo.profiling import GFLOPS_CONVENTION, device_description, profile_model
+    from segzoo.devices import device_name
+    from segzoo.profiling import GFLOPS_CONVENTION, profile_model
 
     checkpoints, out = Path(checkpoints), Path(out)
     found = sorted(checkpoints.glob(f"*/*/{METRICS_FILE}"))
@@ -153,7 +176,7 @@ def build_leaderboard(
 
     torch_device = torch.device(device)
     threads = torch.get_num_threads() if torch_device.type == "cpu" else None
-    where = device_description(torch_device)
+    where = device_name(torch_device)
     previous = {} if reprofile else _previous_profiles(out / "leaderboard.json")
     table = []
     for key in sorted(rows):
@@ -162,7 +185,7 @@ def build_leaderboard(
         size = _input_size(config)
         profile_key = _profile_key(config, size, where, threads)
         cached = previous.get(profile_key)
-        if cached is not None and (cached.get("latency_ms") is not None or not measure_latency):
+        if cached is not None and (cached.get("latency_precision") is not None or not measure_latency):
             profile = {k: cached.get(k) for k in _PROFILE_COLUMNS}
         else:
             if progress:
@@ -182,7 +205,8 @@ def build_leaderboard(
         {
             "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "gflops": GFLOPS_CONVENTION,
-            "latency": f"median of {latency_runs} batch-1 forward passes at input_size after one warm-up",
+            "latency": f"median of {latency_runs} batch-1 passes (forward and arg-max) at input_size after one "
+            "warm-up: latency_ms as served (latency_precision), latency_ms_float32 in float32 eager",
             "columns": COLUMNS,
             "rows": records,
         },

@@ -9,7 +9,6 @@ are half the figure.
 
 from __future__ import annotations
 
-import platform
 import statistics
 import time
 from typing import Any
@@ -17,6 +16,9 @@ from typing import Any
 import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
+
+from segzoo.devices import ComputeRecipe, compute_recipe, device_name
+from segzoo.inference import predict_labels
 
 GFLOPS_CONVENTION = (
     "GFLOPs = 2 x multiply-accumulates / 1e9 of convolutions and matrix products for one image "
@@ -46,46 +48,49 @@ def gflops(model: nn.Module, size: tuple[int, int], task: str = "semantic") -> f
     return counter.get_total_flops() / 1e9
 
 
-def device_description(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"CPU {platform.processor() or platform.machine()}"
-
-
 @torch.inference_mode()
 def latency_ms(
-    model: nn.Module, size: tuple[int, int], task: str = "semantic", runs: int = 5, warmup: int = 1
-) -> dict[str, Any]:
-    """Median wall time of ``runs`` forward passes of one ``size`` image (after ``warmup``),
-    in milliseconds, on the model's device, with the thread count used."""
+    model: nn.Module,
+    size: tuple[int, int],
+    task: str = "semantic",
+    runs: int = 5,
+    warmup: int = 1,
+    recipe: ComputeRecipe | None = None,
+) -> float:
+    """Median wall time, in milliseconds, of ``runs`` passes of one ``size`` image (after
+    ``warmup``) on the model's device: for a semantic model the forward pass and arg-max
+    with ``recipe``'s precision and memory format (float32 when None), as the app serves it."""
     model.eval()
     device = next(model.parameters()).device
     x = _example_input(task, size, device)
+    if recipe is not None and task == "semantic":
+        model = recipe.prepare_model(model)
+
+        def forward() -> Any:
+            return predict_labels(model, x, recipe=recipe)
+    else:
+        def forward() -> Any:
+            return model(x)
 
     def once() -> float:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         start = time.perf_counter()
-        model(x)
+        forward()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         return (time.perf_counter() - start) * 1000.0
 
     for _ in range(warmup):
         once()
-    times = [once() for _ in range(max(1, runs))]
-    return {
-        "latency_ms": round(statistics.median(times), 2),
-        "latency_runs": len(times),
-        "latency_threads": torch.get_num_threads() if device.type == "cpu" else None,
-        "latency_device": device_description(device),
-    }
+    return statistics.median(once() for _ in range(max(1, runs)))
 
 
 def profile_model(
     model: nn.Module, size: tuple[int, int], task: str = "semantic", runs: int = 5, measure_latency: bool = True
 ) -> dict[str, Any]:
-    """Parameters, GFLOPs and (optionally) latency of ``model`` at ``size``."""
+    """Parameters, GFLOPs and (optionally) latency of ``model`` at ``size``: as served (the
+    device's compute recipe, :mod:`segzoo.devices`) and in float32 eager, side by side."""
     result: dict[str, Any] = {"params": count_parameters(model), "input_size": f"{size[0]}x{size[1]}"}
     try:
         result["gflops"] = round(gflops(model, size, task), 2)
@@ -93,5 +98,15 @@ def profile_model(
         result["gflops"] = None
         result["gflops_error"] = f"{type(exc).__name__}: {exc}"
     if measure_latency:
-        result.update(latency_ms(model, size, task, runs=runs))
+        device = next(model.parameters()).device
+        served = compute_recipe(device) if task == "semantic" else None  # Mask R-CNN is served in float32
+        float32 = latency_ms(model, size, task, runs=runs)
+        result.update(
+            latency_ms=round(latency_ms(model, size, task, runs=runs, recipe=served) if served else float32, 2),
+            latency_precision=served.precision if served else "32-true",
+            latency_ms_float32=round(float32, 2),
+            latency_runs=max(1, runs),
+            latency_threads=torch.get_num_threads() if device.type == "cpu" else None,
+            latency_device=device_name(device),
+        )
     return result

@@ -11,6 +11,7 @@ import argparse
 import json
 from typing import Any
 
+from segzoo.data.cli import key_value
 from segzoo.training.defaults import DATASET_DEFAULTS
 
 EPILOG = """\
@@ -41,16 +42,6 @@ def _json_object(text: str) -> dict[str, Any]:
     return value
 
 
-def _key_value(text: str) -> tuple[str, Any]:
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    key, value = text.split("=", 1)
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value  # a plain string
-
-
 def _optional_int(text: str) -> int | None:
     return None if text.lower() in ("none", "off", "0") else int(text)
 
@@ -72,13 +63,16 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
         "--dataset", required=True, help="camvid, oxford_pet, voc2012 or folder (instance models: their data sets)"
     )
     what.add_argument("--data-root", required=True, help="folder holding the data set, e.g. ../shared/datasets/camvid")
-    what.add_argument("--dataset-option", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+    what.add_argument("--dataset-option", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                       help="data set option, repeatable (e.g. mode=binary for oxford_pet)")  # fmt: skip
     what.add_argument("--train-split", default="train", help="split to train on (default: train)")
     what.add_argument("--val-split", default="val", help="split validated after every epoch (default: val)")
     what.add_argument("--out", help="checkpoint directory (default: checkpoints/<dataset>/<model>)")
     what.add_argument("--encoder-weights", choices=["none", "imagenet"], default="none",
                       help="start the encoder from ImageNet weights (downloads them; default: none)")  # fmt: skip
+    what.add_argument("--init-from", metavar="CKPT",
+                      help="start from this checkpoint's weights (a new run: fine-tuning, or continuing a run "
+                      "whose resume state is lost); a classifier for another class count is re-initialised")  # fmt: skip
     what.add_argument("--interim", action="store_true",
                       help="mark the checkpoint as an interim stand-in (e.g. reduced resolution on CPU)")  # fmt: skip
 
@@ -214,6 +208,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         overwrite=args.overwrite,
         keep_resume_state=args.keep_resume_state,
         interim=args.interim,
+        init_from=args.init_from,
         progress=args.progress,
     )
 

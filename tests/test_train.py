@@ -16,8 +16,10 @@ import torch
 
 import segzoo
 from segzoo.cli import main
-from segzoo.evaluate import evaluate_checkpoint
+from segzoo.checkpoint import save_checkpoint
+from segzoo.evaluate import evaluate_checkpoint, file_sha256
 from segzoo.training import HISTORY_COLUMNS, TIMING_COLUMNS, TrainConfig, fit, read_history
+from segzoo.training.loop import init_from_checkpoint
 from segzoo.training.synthetic import make_synthetic_folder
 
 TINY_UNET = '{"base_channels": 8}'
@@ -137,6 +139,35 @@ def test_early_stopping(data, tmp_path) -> None:
     assert best_epoch == len(scores) - 1
 
 
+def test_init_from_continues_the_history_as_a_new_stage(trained, data, tmp_path) -> None:
+    out = tmp_path / "stage2"
+    assert main(train_args(data, out, "--init-from", str(trained), epochs=1)) == 0
+    history = read_history(out)
+    assert [(r["stage"], r["epoch"]) for r in history] == [(1, 1), (1, 2), (2, 1)]
+    assert history[:2] == read_history(trained)  # the earlier stage's rows, unchanged
+    training = json.loads((out / "config.json").read_text())["training"]
+    assert training["stage"] == 2 and training["total_epochs"] == 3
+    assert training["init_from"]["reinitialised"] == []
+    assert training["init_from"]["weights_sha256"] == file_sha256(trained / "model.safetensors")
+
+
+def test_init_from_reinitialises_only_a_classifier_of_another_class_count(tmp_path) -> None:
+    torch.manual_seed(0)
+    source = segzoo.create_model("unet", num_classes=3, base_channels=8)
+    save_checkpoint(tmp_path / "three", source, {"model": "unet", "num_classes": 3})
+    target = segzoo.create_model("unet", num_classes=5, base_channels=8)
+    before = {k: v.clone() for k, v in target.state_dict().items()}
+    info = init_from_checkpoint(target, tmp_path / "three", "unet")
+    changed = {k for k, v in target.state_dict().items() if not torch.equal(v, before[k])}
+    assert info["reinitialised"] and all(k not in changed for k in info["reinitialised"])
+    assert len(info["reinitialised"]) == 2  # the 1x1 classifier's weight and bias
+    kept = set(before) - set(info["reinitialised"])
+    source_state = source.state_dict()
+    assert all(torch.equal(target.state_dict()[k], source_state[k].half().to(source_state[k].dtype)) for k in kept)
+    with pytest.raises(ValueError, match="holds a unet checkpoint, not segnet"):
+        init_from_checkpoint(segzoo.create_model("segnet", num_classes=3), tmp_path / "three", "segnet")
+
+
 @pytest.mark.slow
 def test_overfits_four_images(tmp_path) -> None:
     """The loop really learns: a small UNet fits 4 images (validated on the same 4) to mIoU > 0.9."""
@@ -211,7 +242,8 @@ def test_ddp_two_processes_on_cpu(data, tmp_path) -> None:
     assert [r["epoch"] for r in history] == [1, 2]
     config = json.loads((out / "config.json").read_text())
     assert config["training"]["world_size"] == 2
-    metrics = evaluate_checkpoint(out, split="val", progress=False)
+    precision = config["training"]["val_precision"]
+    metrics = evaluate_checkpoint(out, split="val", progress=False, precision=precision)
     assert metrics["miou"] == pytest.approx(config["training"]["best_val_miou"], abs=1e-9)
 
 

@@ -18,6 +18,7 @@ from segzoo.app.catalog import Catalog, ModelEntry
 
 log = logging.getLogger(__name__)
 
+SCORE_COLUMNS = ["miou", "mdice", "pixel_accuracy", "mean_class_accuracy"]
 LEADERBOARD_COLUMNS = [
     "dataset",
     "model",
@@ -30,10 +31,18 @@ LEADERBOARD_COLUMNS = [
     "params",
     "gflops",
     "latency_ms",
+    "latency_ms_float32",
     "latency_device",
+    "reference_miou",
+    "reference_source",
+    "train_hours",
+    "train_epochs",
+    "trained_on",
     "iou",
 ]
-SCORE_COLUMNS = ["miou", "mdice", "pixel_accuracy", "mean_class_accuracy"]
+_NUMBER_COLUMNS = [*SCORE_COLUMNS, "params", "gflops", "latency_ms", "latency_ms_float32", "reference_miou",
+                   "train_hours", "train_epochs"]  # fmt: skip
+_TEXT_COLUMNS = ["latency_device", "reference_source", "trained_on"]
 HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_miou", "lr", "seconds", "epochs_per_min"]
 
 
@@ -74,7 +83,12 @@ def parameter_count(weights: Path) -> float:
 
 
 def checkpoint_row(entry: ModelEntry) -> dict[str, Any]:
+    from segzoo.references import published
+
     metrics = entry.metrics()
+    training = entry.config.get("training", {})
+    reference = published(entry.config.get("dataset", entry.dataset), entry.model)
+    wall = _number(training.get("total_train_seconds", training.get("train_seconds")))
     row = {
         "dataset": entry.dataset,
         "model": entry.key,
@@ -85,6 +99,11 @@ def checkpoint_row(entry: ModelEntry) -> dict[str, Any]:
         "gflops": _number(metrics.get("gflops")),
         "latency_ms": _number(metrics.get("latency_ms")),
         "latency_device": metrics.get("latency_device"),
+        "reference_miou": reference.miou if reference else math.nan,
+        "reference_source": f"{reference.source} ({reference.note})" if reference else None,
+        "train_hours": wall / 3600,
+        "train_epochs": _number(training.get("total_epochs", training.get("epochs"))),
+        "trained_on": training.get("device_name"),
         "iou": _per_class(metrics, "iou"),
     }
     if math.isnan(row["params"]):
@@ -97,13 +116,14 @@ def _normalise(frame: pd.DataFrame) -> pd.DataFrame:
     for column in LEADERBOARD_COLUMNS:
         if column not in frame:
             frame[column] = [{} for _ in range(len(frame))] if column == "iou" else math.nan
-    for column in SCORE_COLUMNS + ["params", "gflops", "latency_ms"]:
+    for column in _NUMBER_COLUMNS:
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
     frame["interim"] = [bool(v) if isinstance(v, (bool, int, float)) and v == v else False for v in frame["interim"]]
     frame["iou"] = [v if isinstance(v, dict) else {} for v in frame["iou"]]
     for column in ("dataset", "model", "family"):
         frame[column] = [v if isinstance(v, str) else "" for v in frame[column]]
-    frame["latency_device"] = [v if isinstance(v, str) else None for v in frame["latency_device"]]
+    for column in _TEXT_COLUMNS:
+        frame[column] = [v if isinstance(v, str) else None for v in frame[column]]
     return frame[LEADERBOARD_COLUMNS]
 
 
@@ -182,9 +202,14 @@ def display_table(frame: pd.DataFrame) -> pd.DataFrame:
             "Dice (%)": percent("mdice"),
             "Pixel acc. (%)": percent("pixel_accuracy"),
             "Mean class acc. (%)": percent("mean_class_accuracy"),
+            "Published mIoU (%)": percent("reference_miou"),
             "Params (M)": (frame["params"] / 1e6).round(2),
             "GFLOPs": frame["gflops"].round(1),
             "Latency (ms)": frame["latency_ms"].round(1),
+            "Latency float32 (ms)": frame["latency_ms_float32"].round(1),
+            "Training (h)": frame["train_hours"].round(2),
+            "Epochs": frame["train_epochs"],
+            "Trained on": frame["trained_on"],
         }
     )
 

@@ -228,7 +228,8 @@ def validation_samples(
     num_workers: int,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]] | DataLoader:
     """One ``(image uint8 3 x H' x W', mask uint8 H x W)`` at a time, from device memory when
-    the validation set is resident, else decoded by data-loader workers."""
+    the validation set is resident (``resident`` then holds the samples of ``indices``, in
+    order), else decoded by data-loader workers."""
     if resident is not None:
-        return (resident[i] for i in indices)
+        return iter(resident)
     return DataLoader(IndexSubset(samples, indices), batch_size=None, shuffle=False, num_workers=num_workers)

@@ -1,9 +1,12 @@
 """``history.csv``: one row per epoch, rewritten atomically after every epoch.
 
 Columns: ``epoch, train_loss, val_loss, val_miou, lr, seconds, epochs_per_min`` and then
-extras (``val_mdice, val_pixel_accuracy, train_seconds, val_seconds, train_images_per_sec``).
-``seconds`` is the wall time of the epoch (training and validation) and
-``epochs_per_min = 60 / seconds``. Floats are written with full precision (``repr``), so
+extras (``val_mdice, val_pixel_accuracy, train_seconds, val_seconds, train_images_per_sec,
+cpu_seconds, stage``). ``seconds`` is the wall time of the epoch (training and validation),
+``epochs_per_min = 60 / seconds`` and ``cpu_seconds`` the CPU time the training process
+used in it (all threads). Validation columns are empty in epochs that were not validated
+(``--val-every``). ``stage`` counts training stages: a run started with ``--init-from``
+keeps the checkpoint's rows and numbers its own epochs from 1 in the next stage. Floats are written with full precision (``repr``), so
 two runs can be compared exactly.
 """
 
@@ -30,9 +33,14 @@ COLUMNS = [
     "train_seconds",
     "val_seconds",
     "train_images_per_sec",
+    "cpu_seconds",
+    "stage",
 ]
 #: Columns that measure time: they differ between otherwise identical runs.
-TIMING_COLUMNS = frozenset({"seconds", "epochs_per_min", "train_seconds", "val_seconds", "train_images_per_sec"})
+TIMING_COLUMNS = frozenset(
+    {"seconds", "epochs_per_min", "train_seconds", "val_seconds", "train_images_per_sec", "cpu_seconds"}
+)
+_INT_COLUMNS = {"epoch": None, "stage": 1}  # integer columns and their value when absent (older files)
 
 
 def _format(value: Any) -> str:
@@ -58,8 +66,12 @@ def read_history(directory: str | Path) -> list[dict[str, Any]]:
     try:
         with open(path, newline="", encoding="utf-8") as f:
             rows = list(csv.DictReader(f))
-        return [
-            {k: int(v) if k == "epoch" else (float(v) if v != "" else math.nan) for k, v in row.items()} for row in rows
-        ]
+        parsed = []
+        for row in rows:
+            values = {k: (float(v) if v != "" else math.nan) for k, v in row.items() if k not in _INT_COLUMNS}
+            values["epoch"] = int(row["epoch"])
+            values["stage"] = int(row["stage"]) if row.get("stage") else 1
+            parsed.append(values)
+        return parsed
     except (ValueError, TypeError, csv.Error) as exc:
         raise CheckpointError(f"{path}: not a valid history file ({exc})") from None

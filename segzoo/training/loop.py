@@ -213,21 +213,13 @@ def class_weights_for(cfg: TrainConfig, train_set: Any, progress: bool) -> list[
     is the share of class ``c`` among the labelled pixels of the images that contain it."""
     if cfg.class_weights == "none":
         return None
-    import numpy as np
+    # The one definition `segzoo data check` prints too (a class absent from the masks: 0).
+    from segzoo.data.check import median_frequency_weights
 
-    n = train_set.info.num_classes
-    pixels = np.zeros(n, dtype=np.int64)
-    image_pixels = np.zeros(n, dtype=np.int64)  # labelled pixels of the images holding c
-    for i in tqdm(range(len(train_set)), desc="class frequencies", disable=not progress, leave=False):
-        _, mask = train_set.load_raw(i)
-        counts = np.bincount(mask.ravel(), minlength=256)[:n]
-        pixels += counts
-        image_pixels += np.where(counts > 0, counts.sum(), 0)
-    present = pixels > 0
-    if not present.any():
-        raise ValueError("--class-weights median: the training masks hold no labelled pixel")
-    freq = np.where(present, pixels / np.maximum(image_pixels, 1), np.nan)
-    weights = np.where(present, np.nanmedian(freq) / freq, 0.0)
+    try:
+        weights = median_frequency_weights(train_set, progress=progress)
+    except ValueError as exc:
+        raise ValueError(f"--class-weights median: {exc}") from None
     return [round(float(w), 6) for w in weights]
 
 
@@ -270,10 +262,56 @@ def fit(cfg: TrainConfig) -> Path:
             torch.distributed.destroy_process_group()  # else exit waits on gloo's shutdown
 
 
+def training_cost(history: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the whole training cost, every stage included: epochs, wall seconds, and the CPU
+    seconds of the training process (NaN-free sums; epochs trained before CPU time was
+    recorded count as unknown)."""
+    cpu = [row.get("cpu_seconds", math.nan) for row in history]
+    return {
+        "total_epochs": len(history),
+        "total_train_seconds": round(sum(row["seconds"] for row in history), 1),
+        "total_cpu_seconds": round(sum(c for c in cpu if math.isfinite(c)), 1),
+        "epochs_without_cpu_time": sum(1 for c in cpu if not math.isfinite(c)),
+    }
+
+
+def init_from_checkpoint(model: nn.Module, directory: str | Path, model_name: str) -> dict[str, Any]:
+    """Load a checkpoint's weights into ``model`` to start a new run from them (fine-tuning,
+    or continuing a run whose resume state is gone). Tensors whose shape differs (the
+    classifier, when the class count changes) keep their fresh initialisation."""
+    from segzoo.checkpoint import load_config, load_weights
+    from segzoo.evaluate import file_sha256
+
+    directory = Path(directory)
+    config = load_config(directory)
+    if config.get("model") != model_name:
+        raise ValueError(f"--init-from {directory} holds a {config.get('model')} checkpoint, not {model_name}")
+    weights = load_weights(directory / WEIGHTS_FILE)
+    own = model.state_dict()
+    unknown = sorted(k for k in weights if k not in own)
+    if unknown:
+        raise ValueError(f"--init-from {directory}: tensors {unknown[:5]} do not exist in {model_name} "
+                         "(were its --model-kwargs different?)")  # fmt: skip
+    usable = {k: v for k, v in weights.items() if v.shape == own[k].shape}
+    model.load_state_dict(usable, strict=False)
+    training = config.get("training", {})
+    return {
+        "path": str(directory.resolve()),
+        "weights_sha256": file_sha256(directory / WEIGHTS_FILE),
+        "dataset": config.get("dataset"),
+        "num_classes": config.get("num_classes"),
+        "best_epoch": training.get("best_epoch"),
+        "best_val_miou": training.get("best_val_miou"),
+        "reinitialised": sorted(k for k in own if k not in usable),
+    }
+
+
 class _Run:
     def __init__(self, fabric: Any, cfg: TrainConfig) -> None:
         # cfg.precision and cfg.channels_last are resolved (no "auto"); channels_last is a bool.
         self.fabric, self.cfg = fabric, cfg
+        self.init_info: dict[str, Any] | None = None
+        self.stage = 1  # training stages: each --init-from continues a history with one more
         self.out = Path(cfg.out)
         self.device = fabric.device
         self.rank0 = fabric.is_global_zero
@@ -342,6 +380,8 @@ class _Run:
         )
         if resume is not None:
             model.load_state_dict(resume.model)
+        elif cfg.init_from:
+            self.init_info = init_from_checkpoint(model, cfg.init_from, cfg.model)
         if cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.raw_model = model
@@ -438,8 +478,15 @@ class _Run:
             best = resume.info["best_val_miou"]
             self.best_miou = best if best is not None else -math.inf
             self.best_epoch, self.elapsed = resume.info["best_epoch"], resume.info["train_seconds"]
-            history = [row for row in read_history(self.out) if row["epoch"] <= start_epoch]
+            self.stage, self.init_info = resume.info.get("stage", 1), resume.info.get("init_from")
+            history = [
+                row for row in read_history(self.out) if row["stage"] < self.stage or row["epoch"] <= start_epoch
+            ]
             restore_rng(resume.rng["tensors"], resume.rng["plain"])
+        elif self.init_info is not None:
+            # The history goes on from the checkpoint's: its rows stay, as earlier stages.
+            history = read_history(cfg.init_from)
+            self.stage = max((row["stage"] for row in history), default=0) + 1
         if self.rank0:
             self.out.mkdir(parents=True, exist_ok=True)
             if resume is not None:
@@ -481,7 +528,7 @@ class _Run:
 
     def _run_epoch(self, epoch: int, validate_now: bool = True) -> dict[str, Any]:
         cfg, fabric = self.cfg, self.fabric
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         self.model.train()
         self.batches.set_epoch(epoch)
         loader = train_batches(self.train_source, self.batches, self.workers, self.device.type == "cuda")
@@ -527,6 +574,10 @@ class _Run:
                        val_seconds=0.0)  # fmt: skip
         row["seconds"] = time.perf_counter() - start
         row["epochs_per_min"] = 60.0 / row["seconds"]
+        # CPU time of this process (all its threads): unlike wall time, other work on the
+        # machine does not inflate it.
+        row["cpu_seconds"] = time.process_time() - cpu_start
+        row["stage"] = self.stage
         return row
 
     def _validate(self) -> dict[str, Any]:
@@ -610,6 +661,9 @@ class _Run:
             "best_val_miou": _finite_or_none(self.best_miou),
             "device_name": device_name(self.device),
             "train_seconds": round(self.elapsed, 3),
+            "init_from": self.init_info,
+            "stage": self.stage,
+            **training_cost(read_history(self.out) if (self.out / HISTORY_FILE).is_file() else []),
             "completed": completed,
         }
         return {
@@ -643,6 +697,8 @@ class _Run:
             "best_epoch": self.best_epoch,
             "train_seconds": self.elapsed,
             "options": options,
+            "stage": self.stage,
+            "init_from": self.init_info,
         }
         state = {k: v.detach().contiguous() for k, v in self.raw_model.state_dict().items()}
         ema = None if self.ema is None else {k: v.detach().contiguous() for k, v in self.ema.module.state_dict().items()}
