@@ -27,6 +27,7 @@ from segzoo.app.compare import (
     read_ground_truth,
     working_image,
 )
+from segzoo.app.ui import AppContext, build_app, class_iou_figure, slider_choice, slider_choices, slider_images
 from segzoo.checkpoint import save_checkpoint, write_json
 from segzoo.devices import ComputeRecipe
 
@@ -268,6 +269,9 @@ def test_compare_runs_each_model_once_on_a_downscaled_photo(tmp_path: Path) -> N
     table = comparison.table()
     assert list(table["Model"]) == ["a", "b"] and table["Time (ms)"].notna().all()
     assert table["mIoU, your mask (%)"].isna().all()
+    per_class = comparison.class_iou_table()  # no ground truth: the classes, no rows
+    assert per_class.empty and list(per_class.columns) == ["Model", *CLASSES]
+    assert not class_iou_figure(comparison).data  # an explanation instead of an empty heatmap
 
 
 def test_compare_uses_the_training_scale_when_recorded(tmp_path: Path) -> None:
@@ -291,6 +295,35 @@ def test_scores_against_an_uploaded_ground_truth(tmp_path: Path) -> None:
     assert wrong["pixel_accuracy"] == pytest.approx(0.5) and wrong["miou"] == pytest.approx(0.25)
     table = comparison.table()
     assert list(table["mIoU, your mask (%)"]) == [100.0, 25.0]
+    # Per class: "wrong" misses every square pixel (IoU 0, not blank); disk is in neither the
+    # mask nor any prediction, so it has no IoU at all (blank, not 0).
+    assert comparison.outputs[1].class_iou["square"] == 0.0 and math.isnan(comparison.outputs[1].class_iou["disk"])
+    per_class = comparison.class_iou_table()
+    assert list(per_class.columns) == ["Model", *CLASSES] and list(per_class["Model"]) == ["right", "wrong"]
+    assert per_class[["background", "square"]].values.tolist() == [[100.0, 100.0], [50.0, 0.0]]
+    assert per_class["disk"].isna().all()
+    heat = class_iou_figure(comparison)
+    assert list(heat.data[0].y) == ["right", "wrong"] and list(heat.data[0].x) == CLASSES
+    assert [list(row) for row in heat.data[0].z] == [[100.0, 100.0, None], [50.0, 0.0, None]]
+
+
+def test_before_after_slider_shows_the_photo_and_the_chosen_models_result(tmp_path: Path) -> None:
+    label_set, entries, cache = fake_entries(tmp_path, {"a": "left-square", "b": "zeros"})
+    photo = np.full((20, 30, 3), 40, np.uint8)
+    comparison = compare_models(photo, label_set, entries, cache)
+    assert slider_choices(comparison) == [("a", "a"), ("b", "b")]
+    before, after = slider_images(comparison, "b", 1.0)
+    assert (before == photo).all() and after.shape == (20, 30, 3) and tuple(after[5, 2]) == tuple(PALETTE[0])
+    _, after = slider_images(comparison, "a", 1.0)
+    assert tuple(after[5, 2]) == tuple(PALETTE[1]) and tuple(after[5, 28]) == tuple(PALETTE[0])
+    _, faint = slider_images(comparison, "a", 0.0)  # the opacity applies: 0 is the photo itself
+    assert (faint == photo).all()
+    assert slider_choice(comparison, "gone") == "a"  # a pick from an earlier comparison: the first model
+    comparison.outputs[0].error = "failed: broken"  # a failed model has no result to show
+    assert slider_choices(comparison) == [("b", "b")] and slider_choice(comparison, "a") == "b"
+    assert tuple(slider_images(comparison, "a", 1.0)[1][5, 2]) == tuple(PALETTE[0])
+    comparison.outputs[1].error = "failed: broken"
+    assert slider_images(comparison, "b", 1.0) is None
 
 
 def test_a_model_that_fails_to_load_is_reported_not_fatal(tmp_path: Path) -> None:
@@ -517,6 +550,53 @@ def test_app_builds_with_zero_checkpoints(tmp_path: Path) -> None:
         compare.fn(str(write_photo(tmp_path / "p.png")), None, [], 0.5, None, 0.5)
 
 
+def handler(demo, name: str):  # noqa: ANN001, ANN201 - the plain function behind an event
+    return next(f.fn for f in demo.fns.values() if name in (f.name, f.api_name))
+
+
+def test_slider_and_per_class_handlers_reuse_the_comparison(tmp_path: Path) -> None:
+    """After Compare, the slider (its model and opacity) and the per-class IoU come from the
+    stored comparison: no model runs again."""
+    import gradio as gr
+
+    models = {"a": LabelModel("left-square"), "b": LabelModel("zeros")}
+    for name, model in models.items():
+        save_checkpoint(tmp_path / "checkpoints" / "shapes" / name, model, shapes_config("unet"))
+    cache = ModelCache(device="cpu", loader=lambda directory, device: (models[directory.name], {}))
+    demo = build_app(AppContext(checkpoints=tmp_path / "checkpoints", cache=cache, max_side=None))
+    compare, views = handler(demo, "compare"), handler(demo, "comparison_views")
+    show_slider, class_iou = handler(demo, "show_slider"), handler(demo, "class_iou")
+    Image.fromarray(np.zeros((40, 60, 3), np.uint8)).save(tmp_path / "photo.png")
+    truth = np.zeros((40, 60), np.uint8)
+    truth[:, :30] = 1  # "a" is right; "b" (all background) misses every square pixel
+    Image.fromarray(truth).save(tmp_path / "truth.png")
+
+    *_, key = compare(str(tmp_path / "photo.png"), "shapes", ["a", "b"], 0.5, str(tmp_path / "truth.png"), 0.5)
+    runs = {name: len(model.seen) for name, model in models.items()}
+    choice, (before, after), class_box, plot = views(key, None, 1.0, 0.5)
+    assert choice["choices"] == [("a", "a"), ("b", "b")] and choice["value"] == "a"
+    assert before.shape == after.shape == (40, 60, 3) and tuple(after[20, 10]) == tuple(PALETTE[1])
+    assert class_box["visible"] is True
+    assert [list(row) for row in plot.data[0].z] == [[100.0, 100.0, None], [50.0, 0.0, None]]
+    assert tuple(show_slider(key, "b", 1.0, 0.5)[1][20, 10]) == tuple(PALETTE[0])  # another model
+    assert (show_slider(key, "b", 0.0, 0.5)[1] == 0).all()  # another opacity: the black photo
+    table = class_iou(key)
+    assert list(table["Model"]) == ["a", "b"] and list(table["square"]) == [100.0, 0.0]
+    assert table["disk"].isna().all()
+    assert {name: len(model.seen) for name, model in models.items()} == runs  # no model ran again
+    assert isinstance(show_slider("gone", "a", 1.0, 0.5), type(gr.skip()))
+    assert all(isinstance(v, type(gr.skip())) for v in views("gone", "a", 1.0, 0.5))
+    with pytest.raises(gr.Error, match="run /compare with a ground-truth mask first"):
+        class_iou("gone")
+
+    # Without a ground truth the per-class view stays hidden; the user's pick is kept if it ran.
+    *_, key = compare(str(tmp_path / "photo.png"), "shapes", ["b"], 0.5, None, 0.5)
+    choice, _, class_box, _ = views(key, "a", 0.5, 0.5)
+    assert choice["value"] == "b" and class_box["visible"] is False
+    assert views(key, "b", 0.5, 0.5)[0]["value"] == "b"
+    assert class_iou(key).empty
+
+
 # ---------------------------------------------------------------------------- the running server
 
 
@@ -587,9 +667,19 @@ def test_api_scores_an_uploaded_ground_truth(served_app) -> None:  # noqa: ANN00
     _, table, _, status = _compare(client, photo, truth=tmp / "scored_mask.png")
     miou = [row[table["headers"].index("mIoU, your mask (%)")] for row in table["data"]]
     assert all(isinstance(v, (int, float)) and 0 <= v <= 100 for v in miou)
+    per_class = client.predict(api_name="/class_iou")  # of this client's last /compare
+    assert per_class["headers"] == ["Model", *CLASSES]
+    assert [row[0] for row in per_class["data"]] == ["unet", "unet_efficientnet_b0 (interim)"]
+    for row, model_miou in zip(per_class["data"], miou, strict=True):
+        ious = dict(zip(CLASSES, row[1:], strict=True))
+        assert all(isinstance(ious[c], (int, float)) for c in ("background", "square"))  # in the mask: defined
+        defined = [v for v in ious.values() if v is not None]  # disk: None (blank) unless predicted
+        assert all(0 <= v <= 100 for v in defined)
+        assert sum(defined) / len(defined) == pytest.approx(model_miou, abs=0.1)  # mIoU: their mean
     Image.fromarray(np.zeros((10, 10), np.uint8)).save(tmp / "small_mask.png")
     gallery, table, _, status = _compare(client, photo, truth=tmp / "small_mask.png")
     assert len(gallery) == 2 and "Ground truth not used" in status and "is 10x10 but the photo is 40x30" in status
+    assert client.predict(api_name="/class_iou")["data"] == []  # no ground truth used: nothing per class
 
 
 @pytest.mark.slow
@@ -601,7 +691,10 @@ def test_api_documents_the_compare_endpoint(served_app) -> None:  # noqa: ANN001
         "image", "dataset", "models", "opacity", "ground_truth", "score_threshold"
     ]
     assert len(endpoint["returns"]) == 4  # the session state is not part of the API
+    class_iou = info["named_endpoints"]["/class_iou"]
+    assert class_iou["parameters"] == [] and len(class_iou["returns"]) == 1  # reads the session's comparison
     assert not any(name.startswith("/on_") for name in info["named_endpoints"])
+    assert not {"/comparison_views", "/show_slider", "/rerender"} & set(info["named_endpoints"])
 
 
 @pytest.mark.slow

@@ -32,6 +32,7 @@ from segzoo.inference import (
     stored_shape,
     to_tensor,
 )
+from segzoo.metrics import SegmentationScores, confusion_matrix, scores_from_confusion
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class ModelOutput:
     instances: Any = None  # instance: whatever segzoo.instance.predict returned
     work_size: tuple[int, int] | None = None  # (height, width) the model saw
     image_scores: dict[str, float] | None = None  # vs the uploaded ground truth
+    class_iou: dict[str, float] | None = None  # the same, per class name; NaN where undefined
     error: str | None = None
 
 
@@ -121,6 +123,26 @@ class Comparison:
                 }
             )
         return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+
+    def scored(self) -> list[ModelOutput]:
+        """The outputs scored per class against an uploaded ground truth."""
+        return [o for o in self.outputs if o.class_iou is not None]
+
+    def class_iou_table(self) -> pd.DataFrame:
+        """IoU in % on the uploaded mask, models (rows) x classes; NaN (a blank cell, ``null`` in
+        the API's JSON; not 0) where a class is in neither the mask nor the model's labels."""
+        names = self.label_set.class_names
+        rows = [
+            {"Model": o.entry.label, **{name: _round(100 * o.class_iou.get(name, math.nan), 1) for name in names}}
+            for o in self.scored()
+        ]
+        return pd.DataFrame(rows, columns=["Model", *names])
+
+    def class_iou_frame(self) -> pd.DataFrame:
+        """The per-class IoU in the leaderboard's layout (``model``, ``interim``, ``iou``), so
+        :func:`segzoo.app.figures.class_iou_heatmap` draws it."""
+        rows = [{"model": o.entry.key, "interim": o.entry.interim, "iou": o.class_iou} for o in self.scored()]
+        return pd.DataFrame(rows, columns=["model", "interim", "iou"])
 
 
 TABLE_COLUMNS = [
@@ -220,9 +242,9 @@ def compare_models(
             if comparison.work_image is None:
                 comparison.work_image = work
             if ground_truth is not None:
-                output.image_scores = image_scores(
-                    comparison.full_size_labels(output), ground_truth, label_set
-                )
+                scores = mask_scores(comparison.full_size_labels(output), ground_truth, label_set)
+                output.image_scores = {"miou": scores.miou, "pixel_accuracy": scores.pixel_accuracy}
+                output.class_iou = dict(zip(label_set.class_names, scores.iou.tolist(), strict=True))
         except CheckpointError as exc:  # a broken or unverifiable file: the message says it all
             log.warning("%s: %s", entry.directory, exc)
             output.error = f"failed: {exc}"
@@ -232,18 +254,16 @@ def compare_models(
     return comparison
 
 
-def image_scores(prediction: np.ndarray, ground_truth: np.ndarray, label_set: LabelSet) -> dict[str, float]:
-    """mIoU and pixel accuracy of one label map (classes absent from both are left out)."""
-    from segzoo.metrics import confusion_matrix, scores_from_confusion
-
+def mask_scores(prediction: np.ndarray, ground_truth: np.ndarray, label_set: LabelSet) -> SegmentationScores:
+    """One label map's scores on the uploaded mask, from one confusion matrix: a class absent
+    from both has a NaN IoU and is left out of the mIoU."""
     cm = confusion_matrix(
         torch.from_numpy(prediction.astype(np.int64)),
         torch.from_numpy(ground_truth.astype(np.int64)),
         label_set.num_classes,
         label_set.ignore_index,
     )
-    scores = scores_from_confusion(cm, label_set.ignore_index)
-    return {"miou": scores.miou, "pixel_accuracy": scores.pixel_accuracy}
+    return scores_from_confusion(cm, label_set.ignore_index)
 
 
 def read_ground_truth(

@@ -1,4 +1,4 @@
-"""Plotly figures for the Leaderboard and Training-curves tabs."""
+"""Plotly figures for the Leaderboard and Training-curves tabs (and Compare's per-class IoU)."""
 from __future__ import annotations
 
 import math
@@ -96,12 +96,15 @@ def speed_quality(frame: pd.DataFrame, title: str = "Accuracy against latency") 
 
 
 def class_iou_heatmap(
-    frame: pd.DataFrame, class_names: list[str] | None = None, title: str = "IoU per class"
+    frame: pd.DataFrame,
+    class_names: list[str] | None = None,
+    title: str = "IoU per class",
+    empty_message: str = "No per-class scores yet: run `segzoo evaluate`",
 ) -> go.Figure:
     """Models (rows) x classes (columns), IoU in %, blank where undefined."""
     frame = frame[[bool(v) for v in frame["iou"]]]
     if frame.empty:
-        return empty_figure("No per-class scores yet: run `segzoo evaluate`", title)
+        return empty_figure(empty_message, title)
     if not class_names:
         class_names = list(dict.fromkeys(c for ious in frame["iou"] for c in ious))
     def percent(value: float | None) -> float | None:
@@ -129,23 +132,35 @@ def class_iou_heatmap(
     return fig
 
 
+def _whole_training(history: pd.DataFrame) -> pd.DataFrame:
+    """Epochs counted over every training stage (a run started with ``--init-from`` numbers
+    its epochs from 1 again after the earlier stage's)."""
+    if "stage" not in history or history["stage"].nunique() <= 1:
+        return history
+    return history.assign(epoch=range(1, len(history) + 1))
+
+
 def training_curves(histories: dict[str, pd.DataFrame]) -> tuple[go.Figure, go.Figure]:
     """(loss per epoch: train solid, validation dashed; validation mIoU per epoch), one colour per model."""
     if not histories:
         message = "No history.csv found for the selected models"
         return empty_figure(message, "Loss"), empty_figure(message, "Validation mIoU")
     loss, miou = go.Figure(), go.Figure()
+    histories = {name: _whole_training(history) for name, history in histories.items()}
     for i, (name, history) in enumerate(histories.items()):
         colour = COLOURS[i % len(COLOURS)]
         for column, dash, label in (("train_loss", "solid", "train"), ("val_loss", "dash", "val")):
-            if history[column].notna().any():
+            # Epochs without validation (--val-every) have no value: join the validated ones.
+            rows = history.dropna(subset=[column])
+            if not rows.empty:
                 loss.add_scatter(
-                    x=history["epoch"], y=history[column], mode="lines", name=f"{name} {label}",
+                    x=rows["epoch"], y=rows[column], mode="lines", name=f"{name} {label}",
                     legendgroup=name, line=dict(color=colour, dash=dash),
                 )
-        if history["val_miou"].notna().any():
+        rows = history.dropna(subset=["val_miou"])
+        if not rows.empty:
             miou.add_scatter(
-                x=history["epoch"], y=100 * history["val_miou"], mode="lines+markers", name=name,
+                x=rows["epoch"], y=100 * rows["val_miou"], mode="lines+markers", name=name,
                 legendgroup=name, line=dict(color=colour), marker=dict(size=4),
             )
     layout = {**_LAYOUT, "height": 440, "margin": dict(l=60, r=20, t=50, b=110)}

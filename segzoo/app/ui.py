@@ -18,6 +18,8 @@ from typing import Any
 
 import gradio as gr
 import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
 
 from segzoo.app import figures
 from segzoo.app.catalog import Catalog, LabelSet, ModelCache
@@ -284,6 +286,36 @@ def gallery_items(
     ]
 
 
+def slider_choices(comparison: Comparison) -> list[tuple[str, str]]:
+    """(label, key) of the models the before/after slider can show: a failed model has no result."""
+    return [(o.entry.label, o.entry.key) for o in comparison.outputs if o.error is None]
+
+
+def slider_choice(comparison: Comparison, choice: str | None) -> str | None:
+    """``choice`` when this comparison has it (the user's pick survives a new photo), else the first model."""
+    keys = [key for _, key in slider_choices(comparison)]
+    return choice if choice in keys else (keys[0] if keys else None)
+
+
+def slider_images(
+    comparison: Comparison, choice: str | None, opacity: float, score_threshold: float | None = None
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(the photo, the chosen model's result over it at ``opacity``), both at the uploaded size;
+    drawn from the stored comparison, no model runs."""
+    key = slider_choice(comparison, choice)
+    output = next((o for o in comparison.outputs if o.entry.key == key and o.error is None), None)
+    if output is None:
+        return None
+    return comparison.image, comparison.rendered(output, opacity, score_threshold)
+
+
+def class_iou_figure(comparison: Comparison) -> go.Figure:
+    return figures.class_iou_heatmap(
+        comparison.class_iou_frame(), comparison.label_set.class_names, title="IoU per class on your mask",
+        empty_message="No per-class scores: upload the photo's ground-truth mask (semantic models only)",
+    )
+
+
 # ---------------------------------------------------------------------------- the page
 
 
@@ -379,6 +411,39 @@ def build_app(context: AppContext, gpu: Callable[[Callable], Callable] = lambda 
         if comparison is None:  # none yet, or dropped from the store: Compare again to re-blend
             return gr.skip()
         return gallery_items(comparison, float(opacity), float(score_threshold))
+
+    def comparison_views(
+        key: str | None, choice: str | None, opacity: float, score_threshold: float
+    ) -> tuple[Any, ...]:
+        """After Compare: the slider's model choices and images, and the per-class IoU, all
+        from the stored comparison (no model runs)."""
+        comparison = context.comparisons.get(key)
+        if comparison is None:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        choice = slider_choice(comparison, choice)
+        return (
+            gr.update(choices=slider_choices(comparison), value=choice),
+            slider_images(comparison, choice, float(opacity), float(score_threshold)),
+            gr.update(visible=bool(comparison.scored())),  # only with a ground truth
+            class_iou_figure(comparison),
+        )
+
+    def show_slider(key: str | None, choice: str | None, opacity: float, score_threshold: float) -> Any:
+        comparison = context.comparisons.get(key)
+        if comparison is None:  # as for rerender: Compare again
+            return gr.skip()
+        return slider_images(comparison, choice, float(opacity), float(score_threshold))
+
+    def class_iou(key: str | None) -> pd.DataFrame:
+        """Each model's IoU per class (%) on the ground-truth mask of this session's last Compare.
+
+        Rows are models, columns classes; a class in neither the mask nor a model's labels is
+        blank (``None``), not 0. No rows when Compare had no ground truth.
+        """
+        comparison = context.comparisons.get(key)
+        if comparison is None:
+            raise user_error("Nothing to score yet: run /compare with a ground-truth mask first.", "No comparison")
+        return comparison.class_iou_table()
 
     def on_dataset(dataset: str | None) -> tuple[Any, ...]:
         catalog = context.catalog
@@ -490,10 +555,29 @@ def build_app(context: AppContext, gpu: Callable[[Callable], Callable] = lambda 
                             object_fit="contain", format="png", elem_id="results",
                         )
                         legend = gr.HTML(legend_html(first_set), elem_id="legend")
+                        with gr.Row(equal_height=False):
+                            slider_model = gr.Dropdown(
+                                choices=[], value=None, label="Before / after",
+                                info="The model whose labels the slider shows over your photo",
+                                scale=1, min_width=200, elem_id="slider-model",
+                            )
+                            before_after = gr.ImageSlider(
+                                label="Your photo and the model's labels: drag the handle", type="numpy",
+                                format="png", interactive=False, scale=3, elem_id="before-after",
+                            )
                         table = gr.Dataframe(
                             headers=TABLE_COLUMNS, label="Per-model numbers", interactive=False, wrap=True,
                             column_widths=["20%", "9%", "9%", "11%", "11%", "9%", "31%"], elem_id="results-table",
                         )
+                        with gr.Column(visible=False, elem_id="class-iou") as class_iou_box:  # with a ground truth
+                            class_iou_plot = gr.Plot(
+                                label="IoU per class on your mask", show_label=False, elem_id="class-iou-plot"
+                            )
+                            with gr.Accordion("IoU per class on your mask, as numbers", open=False):
+                                class_iou_table = gr.Dataframe(
+                                    label="IoU per class (%); blank: the class is in neither the mask nor the "
+                                    "model's labels", interactive=False, elem_id="class-iou-table",
+                                )
                         disagreement = gr.Image(
                             label="Disagreement: where the models give different labels", format="png",
                             interactive=False, elem_id="disagreement",
@@ -534,18 +618,33 @@ def build_app(context: AppContext, gpu: Callable[[Callable], Callable] = lambda 
                     miou_curve_plot = gr.Plot(label="Validation mIoU", show_label=False, elem_id="val-miou-plot")
 
         private = dict(api_visibility="private")
-        run.click(
+        compared = run.click(
             compare,
             inputs=[image, dataset, models, opacity, ground_truth, score_threshold],
             outputs=[gallery, table, disagreement, status, comparison],
             api_name="compare",
             concurrency_limit=1,
         )
+        # Chained rather than more /compare outputs, so API clients keep its four return values;
+        # both read the stored comparison and run no model.
+        compared.success(class_iou, comparison, class_iou_table, api_name="class_iou", show_progress="hidden")
+        slider_inputs = [comparison, slider_model, opacity, score_threshold]
+        compared.success(
+            comparison_views, slider_inputs, [slider_model, before_after, class_iou_box, class_iou_plot],
+            show_progress="hidden", **private,
+        )
         for slider in (opacity, score_threshold):  # re-blend or re-draw, without running the models again
             slider.change(
                 rerender, [comparison, opacity, score_threshold], gallery,
                 show_progress="hidden", trigger_mode="always_last", **private,
             )
+            slider.change(
+                show_slider, slider_inputs, before_after, show_progress="hidden", trigger_mode="always_last", **private
+            )
+        # .input, not .change: comparison_views setting the choice must not draw the slider twice.
+        slider_model.input(
+            show_slider, slider_inputs, before_after, show_progress="hidden", trigger_mode="always_last", **private
+        )
         dataset.change(on_dataset, dataset, [models, legend, untrained, score_threshold], **private)
         board_outputs = [board_dataset, board, miou_plot, tradeoff_plot, class_plot]
         leaderboard_tab.select(leaderboard_views, board_dataset, board_outputs, **private)
