@@ -25,3 +25,26 @@ def shared_datasets() -> Path:
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+class RecordingHfApi:
+    """Stands in for ``huggingface_hub.HfApi`` in the upload tests: records the calls and
+    keeps what would have been uploaded (paths in the repository -> bytes)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple, dict]] = []
+        self.uploaded: dict[str, bytes] = {}
+
+    def create_repo(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
+        self.calls.append(("create_repo", args, kwargs))
+
+    def add_space_variable(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
+        self.calls.append(("add_space_variable", args, kwargs))
+
+    def upload_folder(self, **kwargs):  # noqa: ANN003, ANN201
+        self.calls.append(("upload_folder", (), kwargs))
+        folder = Path(kwargs["folder_path"])
+        prefix = f"{kwargs['path_in_repo']}/" if kwargs.get("path_in_repo") else ""
+        self.uploaded = {prefix + p.relative_to(folder).as_posix(): p.read_bytes()
+                         for p in folder.rglob("*") if p.is_file()}  # fmt: skip
+        return type("CommitInfo", (), {"commit_url": "https://huggingface.co/alice/zoo/commit/abc"})()

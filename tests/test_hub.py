@@ -25,6 +25,8 @@ import segzoo.hub as hub
 from segzoo.checkpoint import CheckpointError, save_checkpoint, write_json
 from segzoo.cli import main
 
+from conftest import RecordingHfApi
+
 CLASSES = ["background", "square", "disk"]
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -265,27 +267,8 @@ def test_card_without_metrics(checkpoint) -> None:
     assert card.data.eval_results is None and "Not evaluated yet" in card.text
 
 
-class RecordingApi:
-    """Stands in for ``HfApi``: records the calls, keeps what would be uploaded."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, tuple, dict]] = []
-        self.uploaded: dict[str, bytes] = {}
-
-    def create_repo(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
-        self.calls.append(("create_repo", args, kwargs))
-
-    def upload_folder(self, **kwargs):  # noqa: ANN003, ANN201
-        self.calls.append(("upload_folder", (), kwargs))
-        folder = Path(kwargs["folder_path"])
-        prefix = f"{kwargs['path_in_repo']}/" if kwargs.get("path_in_repo") else ""
-        self.uploaded = {prefix + p.relative_to(folder).as_posix(): p.read_bytes()
-                         for p in folder.rglob("*") if p.is_file()}  # fmt: skip
-        return type("CommitInfo", (), {"commit_url": "https://huggingface.co/alice/zoo/commit/abc"})()
-
-
 def test_push_uploads_the_checkpoint_with_its_card(checkpoint, monkeypatch, hf_cache, capsys) -> None:
-    api = RecordingApi()
+    api = RecordingHfApi()
     monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda self, *a, **k: api.create_repo(*a, **k))
     monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", lambda self, **k: api.upload_folder(**k))
     assert main(["hub", "push", str(checkpoint), "alice/zoo", "--private", "--path-in-repo", "shapes/unet"]) == 0
@@ -307,7 +290,7 @@ def test_push_uploads_the_checkpoint_with_its_card(checkpoint, monkeypatch, hf_c
 
 def test_push_refuses_a_folder_that_is_not_a_checkpoint(tmp_path) -> None:
     with pytest.raises(CheckpointError, match="not a checkpoint directory"):
-        hub.push_checkpoint(tmp_path, "alice/zoo", api=RecordingApi())
+        hub.push_checkpoint(tmp_path, "alice/zoo", api=RecordingHfApi())
 
 
 def test_evaluate_a_hub_checkpoint_writes_beside_not_into_the_cache(hf_cache, tmp_path, monkeypatch, capsys) -> None:

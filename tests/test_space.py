@@ -16,6 +16,8 @@ from segzoo.cli import main
 from segzoo.hub import _stage
 from segzoo.space import MANAGED_PATTERNS, deploy_space, pinned_version, project_root, select_space_files, space_readme
 
+from conftest import RecordingHfApi
+
 FRONT_MATTER = """---
 title: segzoo
 emoji: 🧩
@@ -137,26 +139,8 @@ def test_the_real_checkout_deploys_an_importable_app(tmp_path) -> None:
     assert Path(done.stdout.strip()).parent.parent == stage  # imported from the Space folder, not the checkout
 
 
-class RecordingApi:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, tuple, dict]] = []
-        self.uploaded: dict[str, bytes] = {}
-
-    def create_repo(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
-        self.calls.append(("create_repo", args, kwargs))
-
-    def add_space_variable(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
-        self.calls.append(("add_space_variable", args, kwargs))
-
-    def upload_folder(self, **kwargs):  # noqa: ANN003, ANN201
-        self.calls.append(("upload_folder", (), kwargs))
-        folder = Path(kwargs["folder_path"])
-        self.uploaded = {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
-        return type("CommitInfo", (), {"commit_url": "https://huggingface.co/spaces/alice/zoo/commit/1"})()
-
-
 def test_deploy_creates_a_gradio_space_and_uploads_in_one_commit(source) -> None:
-    api = RecordingApi()
+    api = RecordingHfApi()
     deploy_space("alice/zoo", source, private=True, variables={"SEGZOO_MAX_SIDE": "640"}, api=api)
     (create, args, kwargs), (variable, var_args, _), (upload, _, upload_kwargs) = api.calls
     assert create == "create_repo" and args == ("alice/zoo",)
@@ -182,7 +166,7 @@ def test_cli_dry_run_uploads_nothing(source, monkeypatch, capsys) -> None:
 
 
 def test_cli_deploy_calls_the_hub(source, monkeypatch, capsys) -> None:
-    api = RecordingApi()
+    api = RecordingHfApi()
     for name in ("create_repo", "add_space_variable", "upload_folder"):
         monkeypatch.setattr(huggingface_hub.HfApi, name, lambda self, *a, _n=name, **k: getattr(api, _n)(*a, **k))
     assert main(["space", "deploy", "alice/zoo", "--root", str(source), "--variable", "SEGZOO_MAX_SIDE=640"]) == 0
