@@ -19,15 +19,12 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from segzoo.devices import ComputeRecipe, compute_recipe, device_name
 from segzoo.inference import predict_labels
+from segzoo.registry import count_parameters
 
 GFLOPS_CONVENTION = (
     "GFLOPs = 2 x multiply-accumulates / 1e9 of convolutions and matrix products for one image "
     "(torch.utils.flop_counter); element-wise ops, pooling and interpolation not counted"
 )
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def _example_input(task: str, size: tuple[int, int], device: torch.device) -> Any:

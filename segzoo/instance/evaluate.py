@@ -22,9 +22,10 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from tqdm.auto import tqdm
 
+from segzoo.devices import resolve_device
 from segzoo.instance.data import InstanceDataset, get_instance_dataset
+from segzoo.instance.predict import MASK_THRESHOLD
 
-MASK_THRESHOLD = 0.5
 # Rasterised IoU: instances scoring at least this are painted, as the app shows them.
 PAINT_SCORE_THRESHOLD = 0.5
 # COCOeval's summary rows used here: AP@[.5:.95], AP50, AP75, then small/medium/large.
@@ -174,7 +175,6 @@ def evaluate_instance(
     """Evaluate a Mask R-CNN checkpoint on ``split`` of the data set it was trained on;
     writes ``metrics.json`` into the checkpoint directory and returns the metrics."""
     from segzoo.checkpoint import METRICS_FILE, load, write_json
-    from segzoo.instance.train import resolve_device
 
     checkpoint_dir = Path(checkpoint_dir)
     device = resolve_device(device)

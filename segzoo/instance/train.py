@@ -22,6 +22,7 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from segzoo.checkpoint import CONFIG_FILE, HISTORY_FILE, METRICS_FILE, WEIGHTS_FILE, save_checkpoint, write_json
+from segzoo.devices import device_name, resolve_device
 from segzoo.instance.data import InstanceDataset, collate_instances, get_instance_dataset
 
 # torchvision's names; the Detectron2 wrapper renames its losses to these.
@@ -44,14 +45,6 @@ LR_STEPS = (0.78, 0.93)
 RUN_DEFINING = (
     "model", "dataset", "backend", "batch_size", "lr", "size", "seed", "weights", "encoder_weights", "rois_per_image",
 )  # fmt: skip
-
-
-def resolve_device(device: str | None) -> str:
-    if device in (None, "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r} asked for but CUDA is not available; use --device cpu")
-    return str(device)
 
 
 def lr_factor(step: int, total: int, warmup: int) -> float:
@@ -125,7 +118,7 @@ class _InstanceRun:
         self.epochs = int(_option(args, "epochs", DEFAULT_EPOCHS))
         self.batch_size = int(_option(args, "batch_size", DEFAULT_BATCH_SIZE))
         self.seed = int(_option(args, "seed", 0))
-        self.device = torch.device(resolve_device(_option(args, "device", "auto")))
+        self.device = resolve_device(_option(args, "device", None) or "auto")
         self.backend = resolve_backend(_option(args, "backend", "auto"))
         self.weights = _weights_option(getattr(args, "weights", None))
         self.encoder_weights = _weights_option(getattr(args, "encoder_weights", None))
@@ -390,7 +383,6 @@ class _InstanceRun:
 
     def checkpoint_config(self, completed: bool = False) -> dict[str, Any]:
         from segzoo import __version__
-        from segzoo.training.loop import device_name
 
         training = {
             "optimizer": "sgd", "momentum": 0.9, "weight_decay": 1e-4, "lr": self.lr,
@@ -462,7 +454,6 @@ class _InstanceRun:
         )
 
     def _print_plan(self, start_epoch: int, steps_per_epoch: int) -> None:
-        from segzoo.training.loop import device_name
 
         print(
             f"training {self.model_name} ({self.backend}) on {self.dataset_name} ({len(self.train_set)} train / "
