@@ -80,6 +80,24 @@ def _score_row(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: metrics.get(k) for k in ("miou", "mdice", "pixel_accuracy", "mean_class_accuracy", "fw_iou")}
 
 
+def context_columns(config: dict[str, Any]) -> dict[str, Any]:
+    """What explains a checkpoint's score: the published reference for its architecture and
+    what its whole training cost (every stage), from its ``config.json``."""
+    training = config.get("training", {})
+    reference = published(config.get("dataset", ""), config["model"])
+    wall = training.get("total_train_seconds", training.get("train_seconds"))
+    cpu = training.get("total_cpu_seconds") if not training.get("epochs_without_cpu_time") else None
+    return {
+        "reference_miou": reference.miou if reference else None,
+        "reference_source": f"{reference.source} ({reference.note})" if reference else None,
+        "trained_on": training.get("device_name"),
+        "train_precision": training.get("precision"),
+        "train_epochs": training.get("total_epochs", training.get("epochs")),
+        "train_hours": round(wall / 3600, 2) if isinstance(wall, (int, float)) else None,
+        "train_cpu_hours": round(cpu / 3600, 2) if isinstance(cpu, (int, float)) and cpu else None,
+    }
+
+
 def _row(directory: Path, root: Path) -> dict[str, Any]:
     from segzoo.registry import get_spec
 
@@ -92,9 +110,6 @@ def _row(directory: Path, root: Path) -> dict[str, Any]:
         location = str(directory.relative_to(root.parent))
     except ValueError:
         location = str(directory)
-    reference = published(config.get("dataset", ""), config["model"])
-    wall = training.get("total_train_seconds", training.get("train_seconds"))
-    cpu = training.get("total_cpu_seconds") if not training.get("epochs_without_cpu_time") else None
     return {
         "dataset": config.get("dataset"),
         "model": config["model"],
@@ -105,13 +120,7 @@ def _row(directory: Path, root: Path) -> dict[str, Any]:
         "num_images": metrics.get("num_images"),
         "partial": bool(metrics.get("partial", False)),
         **_score_row(metrics),
-        "reference_miou": reference.miou if reference else None,
-        "reference_source": f"{reference.source} ({reference.note})" if reference else None,
-        "trained_on": training.get("device_name"),
-        "train_precision": training.get("precision"),
-        "train_epochs": training.get("total_epochs", training.get("epochs")),
-        "train_hours": round(wall / 3600, 2) if isinstance(wall, (int, float)) else None,
-        "train_cpu_hours": round(cpu / 3600, 2) if isinstance(cpu, (int, float)) and cpu else None,
+        **context_columns(config),
         "best_epoch": training.get("best_epoch"),
         "train_seconds": training.get("train_seconds"),
         "checkpoint": location,

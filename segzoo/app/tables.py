@@ -83,12 +83,10 @@ def parameter_count(weights: Path) -> float:
 
 
 def checkpoint_row(entry: ModelEntry) -> dict[str, Any]:
-    from segzoo.references import published
+    from segzoo.leaderboard import context_columns
 
     metrics = entry.metrics()
-    training = entry.config.get("training", {})
-    reference = published(entry.config.get("dataset", entry.dataset), entry.model)
-    wall = _number(training.get("total_train_seconds", training.get("train_seconds")))
+    context = context_columns({"dataset": entry.dataset, **entry.config})
     row = {
         "dataset": entry.dataset,
         "model": entry.key,
@@ -99,11 +97,7 @@ def checkpoint_row(entry: ModelEntry) -> dict[str, Any]:
         "gflops": _number(metrics.get("gflops")),
         "latency_ms": _number(metrics.get("latency_ms")),
         "latency_device": metrics.get("latency_device"),
-        "reference_miou": reference.miou if reference else math.nan,
-        "reference_source": f"{reference.source} ({reference.note})" if reference else None,
-        "train_hours": wall / 3600,
-        "train_epochs": _number(training.get("total_epochs", training.get("epochs"))),
-        "trained_on": training.get("device_name"),
+        **{k: context[k] for k in ("reference_miou", "reference_source", "train_hours", "train_epochs", "trained_on")},
         "iou": _per_class(metrics, "iou"),
     }
     if math.isnan(row["params"]):
