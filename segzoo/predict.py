@@ -282,7 +282,7 @@ def _predict_instances(
                 _save_png(target, drawn)
                 record["overlay"] = str(target)
             counts: dict[str, int] = {}
-            for label in instances["labels"].tolist():
+            for label in instances.labels.tolist():
                 counts[config["class_names"][label]] = counts.get(config["class_names"][label], 0) + 1
             record["instances"] = counts
         except (ValueError, OSError) as exc:

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from segzoo.instance.predict import draw_instances, instance_colours, predict_instances
+from segzoo.instance.predict import Instances, draw_instances, instance_colours, predict_instances
 
 
 class FixedModel(nn.Module):
@@ -36,15 +36,15 @@ def test_predict_filters_sorts_and_uses_0_based_labels() -> None:
     model = FixedModel()
     image = np.full((40, 60, 3), 200, dtype=np.uint8)
     result = predict_instances(model, image, {"num_classes": 2, "class_names": ["a", "b"]}, score_threshold=0.5)
-    assert result["scores"].tolist() == pytest.approx([0.95, 0.6])
-    assert result["labels"].tolist() == [1, 0] and result["labels"].dtype == np.int64
-    assert result["boxes"].shape == (2, 4) and result["boxes"][0].tolist() == [30, 20, 50, 30]
-    assert result["masks"].dtype == bool and result["masks"].shape == (2, 40, 60)
-    assert result["masks"][0].sum() == 200 and result["masks"][1].sum() == 100
+    assert result.scores.tolist() == pytest.approx([0.95, 0.6])
+    assert result.labels.tolist() == [1, 0] and result.labels.dtype == np.int64
+    assert result.boxes.shape == (2, 4) and result.boxes[0].tolist() == [30, 20, 50, 30]
+    assert result.masks.dtype == bool and result.masks.shape == (2, 40, 60)
+    assert result.masks[0].sum() == 200 and result.masks[1].sum() == 100
     # The model saw the image as RGB floats in [0, 1].
     assert model.seen[0].shape == (3, 40, 60) and model.seen[0].max().item() == pytest.approx(200 / 255)
     low = predict_instances(model, image, {"num_classes": 2}, score_threshold=0.0)
-    assert len(low["scores"]) == 3
+    assert len(low.scores) == 3
 
 
 def test_predict_rejects_bad_images_and_labels() -> None:
@@ -56,16 +56,16 @@ def test_predict_rejects_bad_images_and_labels() -> None:
         predict_instances(FixedModel(), np.zeros((40, 60, 3), dtype=np.uint8), {"num_classes": 1})
 
 
-def _instances() -> dict[str, np.ndarray]:
+def _instances() -> Instances:
     masks = np.zeros((2, 80, 120), dtype=bool)
     masks[0, 30:50, 20:50] = True
     masks[1, 30:50, 70:100] = True
-    return {
-        "boxes": np.array([[20, 30, 50, 50], [70, 30, 100, 50]], dtype=np.float32),
-        "labels": np.array([0, 1]),
-        "scores": np.array([0.9, 0.3], dtype=np.float32),
-        "masks": masks,
-    }
+    return Instances(
+        boxes=np.array([[20, 30, 50, 50], [70, 30, 100, 50]], dtype=np.float32),
+        labels=np.array([0, 1]),
+        scores=np.array([0.9, 0.3], dtype=np.float32),
+        masks=masks,
+    )
 
 
 def test_draw_colours_masks_boxes_and_respects_threshold() -> None:
@@ -88,9 +88,9 @@ def test_draw_colours_masks_boxes_and_respects_threshold() -> None:
 
 def test_draw_handles_nothing_and_checks_sizes() -> None:
     image = np.zeros((10, 10, 3), dtype=np.uint8)
-    empty = {
-        "boxes": np.zeros((0, 4)), "labels": np.zeros(0, int), "scores": np.zeros(0), "masks": np.zeros((0, 10, 10), bool),
-    }  # fmt: skip
+    empty = Instances(
+        boxes=np.zeros((0, 4)), labels=np.zeros(0, int), scores=np.zeros(0), masks=np.zeros((0, 10, 10), bool),
+    )  # fmt: skip
     assert (draw_instances(image, empty, []) == 0).all()
     with pytest.raises(ValueError, match="masks are"):
         draw_instances(np.zeros((20, 20, 3), dtype=np.uint8), _instances(), ["a", "b"])

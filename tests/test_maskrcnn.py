@@ -211,7 +211,7 @@ def test_train_checkpoint_round_trip_evaluate_and_predict(tmp_path: Path) -> Non
 
     image = np.asarray(get_instance_dataset("coco", root, "val").load(0).image)
     result = predict_instances(model, image, config, score_threshold=0.0)
-    assert result["masks"].shape[1:] == image.shape[:2]
+    assert result.masks.shape[1:] == image.shape[:2]
     assert draw_instances(image, result, config["class_names"], config["palette"], 0.0).shape == image.shape
 
 

@@ -105,4 +105,4 @@ def test_train_checkpoint_round_trip_and_evaluate(tmp_path: Path) -> None:
 
     image = get_instance_dataset("coco", root, "val").load(0).image
     result = predict_instances(model, np.asarray(image), config, score_threshold=0.0)
-    assert result["masks"].shape[1:] == image.shape[:2]
+    assert result.masks.shape[1:] == image.shape[:2]

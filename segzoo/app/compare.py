@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -34,6 +34,9 @@ from segzoo.inference import (
 )
 from segzoo.metrics import SegmentationScores, confusion_matrix, scores_from_confusion
 
+if TYPE_CHECKING:  # imported where used: the app runs without instance support (see catalog)
+    from segzoo.instance.predict import Instances
+
 log = logging.getLogger(__name__)
 
 # Disagreement colours by number of distinct labels at a pixel: 2, 3, 4 or more.
@@ -46,7 +49,7 @@ class ModelOutput:
     seconds: float = math.nan  # the forward pass and arg-max, not loading
     load_seconds: float = 0.0  # 0 when the model was already cached
     labels: np.ndarray | None = None  # semantic: uint8 label map at the working size
-    instances: Any = None  # instance: whatever segzoo.instance.predict returned
+    instances: Instances | None = None  # instance models: what they found at the working size
     work_size: tuple[int, int] | None = None  # (height, width) the model saw
     image_scores: dict[str, float] | None = None  # vs the uploaded ground truth
     class_iou: dict[str, float] | None = None  # the same, per class name; NaN where undefined
@@ -110,7 +113,7 @@ class Comparison:
             if o.load_seconds:
                 notes.append(f"loaded in {o.load_seconds:.1f} s; first run, time includes set-up")
             if o.instances is not None:
-                notes.append(f"{count_instances(o.instances, self.score_threshold)} instances")
+                notes.append(f"{int((o.instances.scores >= self.score_threshold).sum())} instances")
             rows.append(
                 {
                     "Model": o.entry.label,
@@ -179,20 +182,6 @@ def _resize_rgb(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if image.shape[:2] == tuple(size):
         return image
     return cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
-
-
-def count_instances(instances: Any, score_threshold: float) -> int:
-    """Instances scoring at least ``score_threshold``, for the common result layouts."""
-    scores = None
-    if isinstance(instances, dict):
-        scores = instances.get("scores")
-    elif hasattr(instances, "scores"):
-        scores = instances.scores
-    elif isinstance(instances, (list, tuple)):
-        scores = [i.get("score", 1.0) if isinstance(i, dict) else getattr(i, "score", 1.0) for i in instances]
-    if scores is None:
-        return len(instances)
-    return int((np.asarray(torch.as_tensor(scores).float().cpu()) >= score_threshold).sum())
 
 
 def compare_models(

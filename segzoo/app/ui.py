@@ -101,16 +101,8 @@ class ComparisonStore:
 def comparison_bytes(comparison: Comparison) -> int:
     """The arrays a comparison holds (photo, working image, label maps, instance masks)."""
     arrays = [comparison.image, comparison.work_image] + [o.labels for o in comparison.outputs]
-    for output in comparison.outputs:
-        instances = output.instances
-        arrays += list(instances.values()) if isinstance(instances, dict) else [instances]
-    size = 4096 * len(comparison.outputs)
-    for array in arrays:
-        if isinstance(array, np.ndarray):
-            size += array.nbytes
-        elif hasattr(array, "element_size") and hasattr(array, "numel"):  # a tensor
-            size += array.element_size() * array.numel()
-    return size
+    size = 4096 * len(comparison.outputs) + sum(array.nbytes for array in arrays if array is not None)
+    return size + sum(o.instances.nbytes for o in comparison.outputs if o.instances is not None)
 
 
 @dataclass

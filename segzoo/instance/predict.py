@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import colorsys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
@@ -12,6 +13,28 @@ import torch
 import torch.nn as nn
 
 MASK_THRESHOLD = 0.5
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: comparing arrays has no single truth value
+class Instances:
+    """The objects found in one image, one row per instance.
+
+    ``boxes``: ``N x 4`` float32, ``x1 y1 x2 y2`` in pixels; ``labels``: ``N`` int64, 0-based
+    indices into the checkpoint's ``class_names``; ``scores``: ``N`` float32 in ``[0, 1]``;
+    ``masks``: ``N x H x W`` bool, at the image's size.
+    """
+
+    boxes: np.ndarray
+    labels: np.ndarray
+    scores: np.ndarray
+    masks: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    @property
+    def nbytes(self) -> int:
+        return self.boxes.nbytes + self.labels.nbytes + self.scores.nbytes + self.masks.nbytes
 
 
 def _check_image(image: np.ndarray) -> None:
@@ -29,13 +52,12 @@ def predict_instances(
     config: dict[str, Any],
     device: str | torch.device = "cpu",
     score_threshold: float = 0.5,
-) -> dict[str, np.ndarray]:
+) -> Instances:
     """Detect and segment objects in an RGB ``uint8 HxWx3`` image.
 
-    Returns, sorted by falling score and keeping scores ``>= score_threshold``:
-    ``boxes`` (``Nx4`` float32 xyxy pixels), ``labels`` (``N`` int64, 0-based indices into
-    ``config["class_names"]``), ``scores`` (``N`` float32) and ``masks`` (``NxHxW`` bool,
-    at the image's size). The model resizes internally to the size it was trained at.
+    Returns the instances scoring ``>= score_threshold``, sorted by falling score, with
+    labels indexing ``config["class_names"]``. The model resizes internally to the size it
+    was trained at.
     """
     _check_image(image)
     model.eval()
@@ -51,12 +73,12 @@ def predict_instances(
     num_classes = config.get("num_classes")
     if num_classes is not None and len(labels) and labels.max() >= num_classes:
         raise ValueError(f"the model predicted class {labels.max()} but config lists {num_classes} classes")
-    return {
-        "boxes": output["boxes"].float().cpu().numpy()[order].reshape(-1, 4).astype(np.float32),
-        "labels": labels,
-        "scores": scores[order].astype(np.float32),
-        "masks": masks.cpu().numpy().reshape(-1, height, width),
-    }
+    return Instances(
+        boxes=output["boxes"].float().cpu().numpy()[order].reshape(-1, 4).astype(np.float32),
+        labels=labels,
+        scores=scores[order].astype(np.float32),
+        masks=masks.cpu().numpy().reshape(-1, height, width),
+    )
 
 
 def instance_colours(n: int) -> list[tuple[int, int, int]]:
@@ -70,7 +92,7 @@ def instance_colours(n: int) -> list[tuple[int, int, int]]:
 
 def draw_instances(
     image: np.ndarray,
-    instances: dict[str, np.ndarray],
+    instances: Instances,
     class_names: Sequence[str],
     palette: Sequence[Sequence[int]] | None = None,
     score_threshold: float = 0.5,
@@ -84,8 +106,7 @@ def draw_instances(
     image of this size.
     """
     _check_image(image)
-    scores = np.asarray(instances["scores"], dtype=np.float32)
-    masks = np.asarray(instances["masks"]).astype(bool, copy=False)
+    scores, masks = instances.scores, instances.masks
     if len(masks) and masks.shape[1:] != image.shape[:2]:
         raise ValueError(f"instance masks are {masks.shape[1:]} but the image is {image.shape[:2]}")
     keep = [i for i in np.argsort(-scores, kind="stable") if scores[i] >= score_threshold]
@@ -104,11 +125,11 @@ def draw_instances(
         i = keep[rank]
         contours, _ = cv2.findContours(masks[i].astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         cv2.drawContours(out, contours, -1, colours[rank], thickness)
-        label = int(instances["labels"][i])
+        label = int(instances.labels[i])
         name = class_names[label] if 0 <= label < len(class_names) else f"class {label}"
         has_class_colour = palette is not None and 0 <= label < len(palette)
         box_colour = tuple(int(c) for c in palette[label]) if has_class_colour else colours[rank]
-        x1, y1, x2, y2 = (int(round(float(v))) for v in instances["boxes"][i])
+        x1, y1, x2, y2 = (int(round(float(v))) for v in instances.boxes[i])
         cv2.rectangle(out, (x1, y1), (x2, y2), box_colour, thickness)
         _draw_label(out, f"{name} {scores[i]:.2f}", (x1, y1), box_colour, font_scale, thickness)
     return out
