@@ -72,7 +72,8 @@ class DatasetInfo:
 
 
 def default_palette(n: int) -> list[tuple[int, int, int]]:
-    """The Pascal VOC colour map (bit-interleaved): distinct colours for any ``n``."""
+    """The Pascal VOC colour map (bit-interleaved): distinct colours for any ``n``, black
+    first (background). The class colours of every data set that brings none, both tasks."""
     palette = []
     for i in range(n):
         r = g = b = 0

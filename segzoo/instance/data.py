@@ -20,21 +20,11 @@ import numpy as np
 import torch
 from pycocotools import mask as mask_utils
 
+from segzoo.data.base import default_palette
 from segzoo.inference import read_image
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 # Every VAL_EVERY-th image (sorted by id) is held out when a COCO file has no split.
 VAL_EVERY = 5
-
-# Distinct colours for data sets that bring none (a qualitative, colour-blind-aware set).
-DEFAULT_PALETTE = [
-    (230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178),
-    (213, 94, 0), (204, 121, 167), (153, 153, 153), (120, 28, 129), (64, 150, 80),
-]
-
-
-def default_palette(n: int) -> list[tuple[int, int, int]]:
-    return [DEFAULT_PALETTE[i % len(DEFAULT_PALETTE)] for i in range(n)]
 
 
 @dataclass
@@ -187,7 +177,8 @@ class CocoInstanceDataset(InstanceDataset):
         self.images_dir = self.root / "images" if (self.root / "images").is_dir() else self.annotation_file.parent
         categories = sorted(categories, key=lambda c: c["id"])
         self.class_names = [str(c["name"]) for c in categories]
-        self.palette = default_palette(len(categories))
+        # Labels are 1-based (0 is background): class label k gets colour k of the palette.
+        self.palette = default_palette(len(categories) + 1)[1:]
         self.label_of_category = {c["id"]: i + 1 for i, c in enumerate(categories)}
         self.images = {img["id"]: img for img in images}
         self.image_ids = split_image_ids(list(self.images), split) if whole else sorted(self.images)
