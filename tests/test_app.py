@@ -27,7 +27,15 @@ from segzoo.app.compare import (
     read_ground_truth,
     working_image,
 )
-from segzoo.app.ui import AppContext, build_app, class_iou_figure, slider_choice, slider_choices, slider_images
+from segzoo.app.context import AppContext
+from segzoo.app.store import comparison_bytes
+from segzoo.app.tabs.compare import (
+    CompareHandlers,
+    class_iou_figure,
+    slider_choice,
+    slider_choices,
+    slider_images,
+)
 from segzoo.checkpoint import save_checkpoint, write_json
 from segzoo.devices import ComputeRecipe
 
@@ -370,6 +378,7 @@ def test_instance_models_are_drawn_as_instances(tmp_path: Path) -> None:
     (output,) = comparison.outputs
     assert output.error is None and output.labels is None and output.work_size == (40, 60)
     assert "2 instances" in comparison.table()["Notes"][0]
+    assert comparison_bytes(comparison) > output.instances.masks.nbytes > 0  # the store counts the masks
     drawn = comparison.rendered(output, alpha=1.0, score_threshold=0.5)
     assert drawn.shape == (80, 120, 3)
     assert (drawn[10:30, 10:50] != 128).any() and (drawn[50:70, 70:110] == 128).all()  # the weak one is hidden
@@ -509,6 +518,25 @@ def test_training_curves_overlay_models(tmp_path: Path) -> None:
     assert read_history(tmp_path / "bad.csv") is None and read_history(tmp_path / "absent.csv") is None
 
 
+def test_page_leaderboard_and_curves_handlers_read_the_rescanned_catalogue(tmp_path: Path) -> None:
+    from segzoo.app.tabs.curves import CurvesHandlers
+    from segzoo.app.tabs.leaderboard import LeaderboardHandlers
+    from segzoo.app.ui import PageHandlers
+
+    context = AppContext(checkpoints=tmp_path / "checkpoints", cache=ModelCache(device="cpu"))
+    page = PageHandlers(context, CompareHandlers(context), CurvesHandlers(context))
+    *_, empty_note, curves_dataset, _ = page.on_load()
+    assert empty_note["visible"] is True and curves_dataset["choices"] == []
+    make_tiny_checkpoints(tmp_path / "checkpoints")  # trained while the app runs: a fresh page sees them
+    dataset, models, *_, empty_note, curves_dataset, curves_models = page.on_load()
+    assert dataset["value"] == curves_dataset["value"] == "shapes" and empty_note["visible"] is False
+    assert models["value"] == curves_models["value"] == ["unet", "unet_efficientnet_b0"]
+    choices, table, *_ = LeaderboardHandlers(context).leaderboard_views("not a data set")
+    assert choices["value"] == "shapes" and list(table["Model"]) == ["unet", "unet_efficientnet_b0 (interim)"]
+    loss, miou = page.curves.curves("shapes", ["unet"])
+    assert len(loss.data) == 2 and len(miou.data) == 1  # train + val loss; one mIoU line
+
+
 # ---------------------------------------------------------------------------- command line, Spaces
 
 
@@ -545,13 +573,10 @@ def test_app_builds_with_zero_checkpoints(tmp_path: Path) -> None:
 
     demo = create_app(app_args(tmp_path / "empty", tmp_path))
     assert isinstance(demo, gr.Blocks)
+    # Through the app's own wiring: the event behind the /compare endpoint.
     compare = next(f for f in demo.fns.values() if f.api_name == "compare")
     with pytest.raises(gr.Error, match="No trained model found"):
         compare.fn(str(write_photo(tmp_path / "p.png")), None, [], 0.5, None, 0.5)
-
-
-def handler(demo, name: str):  # noqa: ANN001, ANN201 - the plain function behind an event
-    return next(f.fn for f in demo.fns.values() if name in (f.name, f.api_name))
 
 
 def test_slider_and_per_class_handlers_reuse_the_comparison(tmp_path: Path) -> None:
@@ -563,9 +588,9 @@ def test_slider_and_per_class_handlers_reuse_the_comparison(tmp_path: Path) -> N
     for name, model in models.items():
         save_checkpoint(tmp_path / "checkpoints" / "shapes" / name, model, shapes_config("unet"))
     cache = ModelCache(device="cpu", loader=lambda directory, device: (models[directory.name], {}))
-    demo = build_app(AppContext(checkpoints=tmp_path / "checkpoints", cache=cache, max_side=None))
-    compare, views = handler(demo, "compare"), handler(demo, "comparison_views")
-    show_slider, class_iou = handler(demo, "show_slider"), handler(demo, "class_iou")
+    handlers = CompareHandlers(AppContext(checkpoints=tmp_path / "checkpoints", cache=cache, max_side=None))
+    compare, views = handlers.compare, handlers.comparison_views
+    show_slider, class_iou = handlers.show_slider, handlers.class_iou
     Image.fromarray(np.zeros((40, 60, 3), np.uint8)).save(tmp_path / "photo.png")
     truth = np.zeros((40, 60), np.uint8)
     truth[:, :30] = 1  # "a" is right; "b" (all background) misses every square pixel

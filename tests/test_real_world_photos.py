@@ -176,11 +176,11 @@ def test_ground_truth_is_turned_like_the_photo(tmp_path: Path) -> None:
 # -- the app: uploads reach the decoder untouched, user errors are one log line --------------------
 
 
-def make_app(tmp_path: Path):  # noqa: ANN201 - gr.Blocks
-    """The app over one "shapes" checkpoint, served by :class:`ColourModel` (content-sensitive,
-    deterministic) instead of the checkpoint's random weights."""
+def make_context(tmp_path: Path):  # noqa: ANN201 - AppContext
+    """The app's context over one "shapes" checkpoint, served by :class:`ColourModel`
+    (content-sensitive, deterministic) instead of the checkpoint's random weights."""
     from segzoo.app.catalog import ModelCache
-    from segzoo.app.ui import AppContext, build_app
+    from segzoo.app.context import AppContext
     from segzoo.checkpoint import save_checkpoint
 
     config = {
@@ -190,17 +190,17 @@ def make_app(tmp_path: Path):  # noqa: ANN201 - gr.Blocks
     }  # fmt: skip
     save_checkpoint(tmp_path / "checkpoints" / "shapes" / "unet", ColourModel(), config)
     cache = ModelCache(device="cpu", loader=lambda directory, device: (ColourModel().eval(), config))
-    context = AppContext(checkpoints=tmp_path / "checkpoints", cache=cache, max_side=None)
-    return build_app(context)
+    return AppContext(checkpoints=tmp_path / "checkpoints", cache=cache, max_side=None)
 
 
-def compare_fn(demo):  # noqa: ANN001, ANN201
-    return next(f for f in demo.fns.values() if f.api_name == "compare").fn
+def compare_handlers(tmp_path: Path):  # noqa: ANN201 - CompareHandlers
+    from segzoo.app.tabs.compare import CompareHandlers
+
+    return CompareHandlers(make_context(tmp_path))
 
 
 def test_app_segments_rotated_and_16_bit_uploads_like_their_twins(tmp_path: Path) -> None:
-    demo = make_app(tmp_path)
-    compare = compare_fn(demo)
+    compare = compare_handlers(tmp_path).compare
     upright = upright_photo()
     Image.fromarray(upright).save(tmp_path / "upright.png")
     save_with_orientation(tmp_path / "rotated.png", upright, 8)
@@ -222,7 +222,7 @@ def test_app_segments_rotated_and_16_bit_uploads_like_their_twins(tmp_path: Path
 def test_upload_component_hands_over_the_original_file(tmp_path: Path) -> None:
     from gradio.data_classes import FileData
 
-    from segzoo.app.ui import photo_input
+    from segzoo.app.tabs.compare import photo_input
 
     Image.fromarray(np.full((8, 8), 30000, np.uint16)).save(tmp_path / "deep.png")
     component = photo_input(label="Photo")
@@ -236,8 +236,7 @@ def test_upload_component_hands_over_the_original_file(tmp_path: Path) -> None:
 def test_user_errors_are_one_log_line_and_name_the_upload(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     import gradio as gr
 
-    demo = make_app(tmp_path)
-    compare = compare_fn(demo)
+    compare = compare_handlers(tmp_path).compare
     upload = tmp_path / "gradio" / "5f9e8d7c6b" / "truncated.jpg"
     upload.parent.mkdir(parents=True)
     upload.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
@@ -256,9 +255,10 @@ def test_user_errors_are_one_log_line_and_name_the_upload(tmp_path: Path, caplog
 def test_app_cleans_up_uploads_and_expires_per_session_results(tmp_path: Path) -> None:
     import gradio as gr
 
-    from segzoo.app.ui import COMPARISON_TTL_SECONDS, DELETE_CACHE
+    from segzoo.app.store import COMPARISON_TTL_SECONDS
+    from segzoo.app.ui import DELETE_CACHE, build_app
 
-    demo = make_app(tmp_path)
+    demo = build_app(make_context(tmp_path))
     frequency, age = demo.delete_cache
     assert (frequency, age) == DELETE_CACHE and 0 < frequency <= age <= 24 * 3600
     states = [b for b in demo.blocks.values() if isinstance(b, gr.State)]
@@ -269,13 +269,13 @@ def test_comparisons_are_kept_in_one_bounded_store_not_per_session(tmp_path: Pat
     import gradio as gr
 
     from segzoo.app.compare import Comparison
-    from segzoo.app.ui import ComparisonStore
+    from segzoo.app.store import ComparisonStore
 
-    demo = make_app(tmp_path)
+    handlers = compare_handlers(tmp_path)
     Image.fromarray(upright_photo()).save(tmp_path / "p.png")
-    *_, key = compare_fn(demo)(str(tmp_path / "p.png"), "shapes", ["unet"], 0.5, None, 0.5)
+    *_, key = handlers.compare(str(tmp_path / "p.png"), "shapes", ["unet"], 0.5, None, 0.5)
     assert isinstance(key, str) and len(key) == 32  # the session keeps a key, not the arrays
-    rerender = next(f for f in demo.fns.values() if f.name == "rerender").fn
+    rerender = handlers.rerender
     gallery = rerender(key, 1.0, 0.5)
     assert len(gallery) == 1 and np.asarray(gallery[0][0]).shape == (48, 64, 3)
     assert isinstance(rerender("gone", 1.0, 0.5), type(gr.skip()))

@@ -103,7 +103,8 @@ def gpu_decorator(env: Mapping[str, str] = os.environ) -> Callable[[Callable], C
 def create_app(args: argparse.Namespace, env: Mapping[str, str] = os.environ):  # noqa: ANN201 - gr.Blocks
     """The Gradio app the options describe (not started)."""
     from segzoo.app.catalog import ModelCache, configure_threads
-    from segzoo.app.ui import AppContext, build_app
+    from segzoo.app.context import AppContext
+    from segzoo.app.ui import build_app
     from segzoo.checkpoint import CheckpointError
 
     configure_threads(args.threads)
