@@ -13,6 +13,7 @@ from PIL import Image
 from segzoo.instance.data import (
     CamVidInstances,
     CocoInstanceDataset,
+    annotation_mask,
     boxes_from_masks,
     collate_instances,
     get_instance_dataset,
@@ -140,6 +141,16 @@ def test_bad_annotations_name_the_file(tmp_path: Path) -> None:
         get_instance_dataset("coco", root, "all")
     with pytest.raises(ValueError, match="unknown instance data set"):
         get_instance_dataset("voc_instances", root, "all")
+
+
+def test_short_polygons_cover_nothing(tmp_path: Path) -> None:
+    # The decoder both tasks use: a 2-point "polygon" first would otherwise be read as a box.
+    data = json.loads((make_coco_folder(tmp_path / "toy", 1) / "annotations.json").read_text())
+    ann = data["annotations"][0]
+    expected = annotation_mask(ann, 96, 128)
+    assert expected.sum() > 0
+    ann["segmentation"] = [[10.0, 10.0, 60.0, 60.0], *ann["segmentation"]]
+    np.testing.assert_array_equal(annotation_mask(ann, 96, 128), expected)
 
 
 def make_camvid_folder(root: Path) -> Path:

@@ -19,8 +19,21 @@ ANNOTATION_FILES = ("annotations.json", "coco.json", "via.json", "via_region_dat
 VIA_CLASS_KEYS = ("class", "label", "category", "name", "type")
 
 
-def find_annotation_file(root: Path, ignore: tuple[str, ...] = ()) -> Path | None:
-    """The annotation JSON in ``root`` (or ``root/annotations``); ``ignore`` names other JSON files."""
+def split_annotation_file(root: Path, split: str) -> Path | None:
+    """The COCO file of one split, when the data set has one per split:
+    ``annotations/instances_<split>.json``, ``instances_<split>.json`` or ``<split>.json``."""
+    for candidate in (root / "annotations" / f"instances_{split}.json", root / f"instances_{split}.json"):
+        if candidate.is_file():
+            return candidate
+    return root / f"{split}.json" if (root / f"{split}.json").is_file() else None
+
+
+def find_annotation_file(
+    root: Path, ignore: tuple[str, ...] = (), choose: str = option_hint("annotations", "FILE")
+) -> Path | None:
+    """The annotation JSON in ``root`` (or ``root/annotations``): a conventional name, else
+    the only JSON there. ``ignore`` names other JSON files; ``choose`` tells how to pick one
+    when there are several (the data set option that names the file)."""
     for name in ANNOTATION_FILES:
         if (root / name).is_file():
             return root / name
@@ -28,7 +41,7 @@ def find_annotation_file(root: Path, ignore: tuple[str, ...] = ()) -> Path | Non
     candidates = [p for p in candidates if p.name not in ignore]
     if len(candidates) > 1:
         names = ", ".join(p.name for p in candidates)
-        raise ValueError(f"{root} has several JSON files ({names}); choose one: {option_hint('annotations', 'FILE')}")
+        raise ValueError(f"{root} has several JSON files ({names}); choose one: {choose}")
     return candidates[0] if candidates else None
 
 
@@ -144,27 +157,33 @@ def rasterize_coco(
     annotations: list[dict], category_to_label: dict[int, int], shape: tuple[int, int], where: str
 ) -> np.ndarray:
     """Paint COCO polygons / RLE into a label mask, largest object first."""
-    from pycocotools import mask as mask_utils
-
-    h, w = shape
     mask = np.zeros(shape, dtype=np.uint8)
     for ann in sorted(annotations, key=lambda a: -float(a.get("area", 0))):
         if ann["category_id"] not in category_to_label:
             raise ValueError(f"{where}: annotation {ann.get('id')} has unknown category_id {ann['category_id']}")
-        segm = ann.get("segmentation")
-        if not segm:
-            continue
-        if isinstance(segm, list):
-            polygons = [p for p in segm if len(p) >= 6]
-            if not polygons:
-                continue
-            rle = mask_utils.merge(mask_utils.frPyObjects(polygons, h, w))
-        elif isinstance(segm.get("counts"), list):
-            rle = mask_utils.frPyObjects(segm, h, w)
-        else:
-            rle = segm
-        with warnings.catch_warnings():  # pycocotools 2.0 trips a NumPy 2 deprecation warning
-            warnings.simplefilter("ignore", DeprecationWarning)
-            pixels = mask_utils.decode(rle).astype(bool)
-        mask[pixels] = category_to_label[ann["category_id"]]
+        if ann.get("segmentation"):
+            pixels = coco_segmentation_mask(ann["segmentation"], *shape).astype(bool)
+            mask[pixels] = category_to_label[ann["category_id"]]
     return mask
+
+
+def coco_segmentation_mask(segmentation: list | dict, height: int, width: int) -> np.ndarray:
+    """A COCO ``segmentation`` (polygons, RLE or uncompressed RLE) as a uint8 ``H x W`` mask.
+
+    Polygons of fewer than 3 points cover no area and are skipped: pycocotools would read
+    a first polygon of 2 points (4 numbers) as a box.
+    """
+    from pycocotools import mask as mask_utils
+
+    if isinstance(segmentation, list):
+        polygons = [p for p in segmentation if len(p) >= 6]
+        if not polygons:
+            return np.zeros((height, width), dtype=np.uint8)
+        rle = mask_utils.merge(mask_utils.frPyObjects(polygons, height, width))
+    elif isinstance(segmentation.get("counts"), list):
+        rle = mask_utils.frPyObjects(segmentation, height, width)
+    else:
+        rle = segmentation
+    with warnings.catch_warnings():  # pycocotools 2.0 trips a NumPy 2 deprecation warning
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return mask_utils.decode(rle).astype(np.uint8)

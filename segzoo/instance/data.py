@@ -10,7 +10,6 @@ but stay in :meth:`InstanceDataset.coco_ground_truth`, which evaluation scores a
 from __future__ import annotations
 
 import json
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,8 @@ import numpy as np
 import torch
 from pycocotools import mask as mask_utils
 
-from segzoo.data.base import default_palette
+from segzoo.data.annotations import coco_segmentation_mask, find_annotation_file, split_annotation_file
+from segzoo.data.base import default_palette, option_hint
 from segzoo.inference import read_image
 
 # Every VAL_EVERY-th image (sorted by id) is held out when a COCO file has no split.
@@ -110,28 +110,6 @@ def _rle_for_json(rle: dict) -> dict:
 # --------------------------------------------------------------------------- COCO folders
 
 
-def find_annotation_file(root: Path, split: str) -> tuple[Path, bool]:
-    """The COCO JSON for ``split`` and whether it holds only that split.
-
-    Looks for ``annotations/instances_<split>.json``, ``instances_<split>.json`` or
-    ``<split>.json``; otherwise the folder's single ``*.json`` holds every image.
-    """
-    for candidate in (
-        root / "annotations" / f"instances_{split}.json",
-        root / f"instances_{split}.json",
-        root / f"{split}.json",
-    ):
-        if candidate.is_file():
-            return candidate, True
-    found = sorted(root.glob("*.json")) or sorted((root / "annotations").glob("*.json"))
-    if len(found) == 1:
-        return found[0], False
-    if not found:
-        raise FileNotFoundError(f"{root}: no COCO annotation file (*.json) found")
-    names = ", ".join(p.name for p in found)
-    raise ValueError(f"{root}: several JSON files ({names}); name them <split>.json or pass annotation_file")
-
-
 def split_image_ids(image_ids: list[int], split: str) -> list[int]:
     """Deterministic hold-out for single-file data sets: every ``VAL_EVERY``-th image
     (by id) is ``val`` (also used as ``test``); the rest is ``train``; ``all`` is all."""
@@ -161,11 +139,13 @@ class CocoInstanceDataset(InstanceDataset):
         self.root = Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"{self.root}: data set folder not found")
+        # ``whole``: one file holds every split, and split_image_ids holds images out.
         if annotation_file is not None:
             self.annotation_file, whole = Path(annotation_file), False
+        elif (own := split_annotation_file(self.root, split)) is not None:
+            self.annotation_file, whole = own, False
         else:
-            self.annotation_file, whole_split = find_annotation_file(self.root, split)
-            whole = not whole_split
+            self.annotation_file, whole = _whole_annotation_file(self.root), True
         self.name, self.split = name, split
         self._annotation_option = None if annotation_file is None else str(annotation_file)
         try:
@@ -255,19 +235,18 @@ class CocoInstanceDataset(InstanceDataset):
 
 
 def annotation_mask(ann: dict, height: int, width: int) -> np.ndarray:
-    """Rasterise a COCO ``segmentation`` (polygons, RLE or uncompressed RLE) to uint8."""
-    seg = ann.get("segmentation")
-    if not seg:
+    """Rasterise a COCO annotation's ``segmentation`` to uint8 (see :func:`coco_segmentation_mask`)."""
+    if not ann.get("segmentation"):
         raise ValueError(f"annotation {ann.get('id')} has no segmentation")
-    if isinstance(seg, list):
-        rle = mask_utils.merge(mask_utils.frPyObjects(seg, height, width))
-    elif isinstance(seg.get("counts"), list):
-        rle = mask_utils.frPyObjects(seg, height, width)
-    else:
-        rle = seg
-    with warnings.catch_warnings():  # pycocotools' NumPy 2 "copy keyword" notice
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return mask_utils.decode(rle).astype(np.uint8)
+    return coco_segmentation_mask(ann["segmentation"], height, width)
+
+
+def _whole_annotation_file(root: Path) -> Path:
+    choose = f"name them <split>.json or {option_hint('annotation_file', 'FILE', flag=False)}"
+    path = find_annotation_file(root, choose=choose)
+    if path is None:
+        raise FileNotFoundError(f"{root}: no COCO annotation file (*.json) found")
+    return path
 
 
 # --------------------------------------------------------------------------- CamVid
