@@ -39,7 +39,9 @@ class Photo:
     notes: list[str] = field(default_factory=list)
 
 
-def read_photo(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS, name: str | None = None) -> Photo:
+def read_photo(
+    source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS, name: str | None = None, *, upright: bool = True
+) -> Photo:
     """Decode an image from a path, bytes, PIL image or array, as a viewer shows it.
 
     EXIF orientation is applied (a phone photo taken upright is segmented upright), 16-bit
@@ -47,6 +49,7 @@ def read_photo(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS, name: 
     frame (with a note). ``ValueError`` with a readable message, naming the file as
     ``name`` (default: the path as given), for files that are not images, are truncated,
     or have more than ``max_pixels`` pixels (checked from the header, before decoding).
+    ``upright=False`` keeps the stored pixel grid (EXIF orientation ignored).
     """
     if isinstance(source, np.ndarray):
         return Photo(_as_rgb_array(source, name or "image array"))
@@ -55,9 +58,9 @@ def read_photo(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS, name: 
     opened = None
     try:
         if isinstance(source, Image.Image):
-            return _decode(source, max_pixels, name)
+            return _decode(source, max_pixels, name, upright)
         opened = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
-        return _decode(opened, max_pixels, name)
+        return _decode(opened, max_pixels, name, upright)
     except FileNotFoundError:
         raise ValueError(f"{name}: file not found") from None
     except Image.DecompressionBombError as exc:
@@ -70,9 +73,9 @@ def read_photo(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS, name: 
             opened.close()  # an animation keeps its file open until closed
 
 
-def _decode(image: Image.Image, max_pixels: int, name: str) -> Photo:
+def _decode(image: Image.Image, max_pixels: int | None, name: str, upright: bool) -> Photo:
     width, height = image.size
-    if width * height > max_pixels:
+    if max_pixels is not None and width * height > max_pixels:
         raise ValueError(
             f"{name}: {width}x{height} is too large ({width * height / 1e6:.0f} megapixels; "
             f"the limit is {max_pixels / 1e6:.0f}). Downscale it and try again."
@@ -83,18 +86,42 @@ def _decode(image: Image.Image, max_pixels: int, name: str) -> Photo:
     if frames > 1 and image.format != "MPO":
         notes.append(f"{name} is animated ({frames} frames): the first frame was used")
     image.load()
-    orientation = _orientation(image, name, notes)
+    orientation = _orientation(image, name, notes) if upright else 1
     if orientation != 1:
         image = ImageOps.exif_transpose(image)
     return Photo(_as_rgb(image, name, notes), orientation, notes)
 
 
-def read_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS, name: str | None = None) -> np.ndarray:
-    """RGB ``uint8 HxWx3`` of :func:`read_photo`; its notes are logged as warnings."""
-    photo = read_photo(source, max_pixels, name)
+def read_image(
+    source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS, name: str | None = None, *, upright: bool = True
+) -> np.ndarray:
+    """RGB ``uint8 HxWx3``: the one image reader, for photos, uploads and data sets.
+
+    ``upright=True`` (photos, uploads): :func:`read_photo`, its notes logged as warnings.
+    ``upright=False`` (data sets, whose labels are drawn on the stored pixel grid): EXIF
+    orientation ignored; with ``max_pixels=None`` (trusted files, no size limit) a path is
+    decoded by OpenCV where it can, several times faster than Pillow, for training speed.
+    """
+    if not upright and max_pixels is None and isinstance(source, (str, Path)):
+        pixels = _decode_with_opencv(Path(source))
+        if pixels is not None:
+            return pixels
+    photo = read_photo(source, max_pixels, name, upright=upright)
     for note in photo.notes:
         log.warning("%s", note)
     return photo.pixels
+
+
+def _decode_with_opencv(path: Path) -> np.ndarray | None:
+    """The stored pixels as RGB, or ``None`` where Pillow must decide. OpenCV fills a
+    truncated JPEG with grey instead of failing, so it only gets a JPEG that ends with its
+    end-of-image marker; anything else it cannot decode goes to Pillow, which checks."""
+    data = np.fromfile(path, dtype=np.uint8)  # FileNotFoundError names the file
+    is_jpeg = data[:2].tobytes() == b"\xff\xd8"
+    if not data.size or (is_jpeg and data[-2:].tobytes() != b"\xff\xd9"):
+        return None
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 # EXIF orientation -> the array operation that shows the stored pixels upright (what

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from segzoo.data import camvid, folder, oxford_pet, voc
-from segzoo.data.base import DatasetInfo, SegmentationDataset, is_image_file, read_image
+from segzoo.data.base import DatasetInfo, SegmentationDataset, is_image_file
 
 
 @dataclass(frozen=True)
@@ -144,5 +144,4 @@ __all__ = [
     "detect_dataset",
     "get_dataset",
     "get_dataset_info",
-    "read_image",
 ]

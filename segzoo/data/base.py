@@ -17,8 +17,11 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-from PIL import ExifTags, Image, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
+
+from segzoo.inference import exif_orientation as orientation_of
+from segzoo.inference import read_image
 
 # Loader worker processes are the parallelism: OpenCV threads on top would oversubscribe
 # the cores. Set once here, before any pool exists: reconfiguring OpenCV's thread pool
@@ -89,29 +92,6 @@ def default_palette(n: int) -> list[tuple[int, int, int]]:
 
 def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    """Read an image file as ``H x W x 3`` uint8 RGB (grey, palette, CMYK and alpha images
-    are converted). ``ValueError`` naming the file if it is corrupt or truncated. EXIF
-    orientation is ignored on purpose: label masks are drawn on the stored pixel grid."""
-    path = Path(path)
-    data = np.fromfile(path, dtype=np.uint8)  # FileNotFoundError names the file
-    # OpenCV decodes fastest, but fills a truncated JPEG with grey instead of failing:
-    # only trust it for a JPEG that ends with its end-of-image marker; anything else
-    # (truncated, trailing data, formats OpenCV lacks) goes to Pillow, which checks.
-    image = None
-    is_jpeg = data[:2].tobytes() == b"\xff\xd8"
-    if data.size and (not is_jpeg or data[-2:].tobytes() == b"\xff\xd9"):
-        image = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-    if image is not None:
-        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    try:
-        with Image.open(path) as pil:
-            pil.load()  # decode now so a truncated file fails here, not as grey pixels
-            return np.asarray(pil if pil.mode == "RGB" else pil.convert("RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ValueError(f"cannot read image {path}: corrupt or not an image ({exc})") from None
 
 
 def read_mask_file(path: str | Path, *, color: bool = False) -> np.ndarray:
@@ -227,7 +207,10 @@ class SegmentationDataset(Dataset):
 
     def load_raw(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """``(image uint8 H x W x 3 RGB, mask uint8 H x W)`` before any transform."""
-        image = read_image(self.images[index])
+        try:
+            image = read_image(self.images[index], max_pixels=None, upright=False)
+        except ValueError as exc:  # "<path>: not a readable image (...)"
+            raise ValueError(f"cannot read image {exc}") from None
         mask = self._checked_size(index, self.read_label(index, image.shape[:2]), image.shape[:2])
         return image, mask
 
@@ -296,8 +279,8 @@ def exif_orientation(path: str | Path) -> int:
     Reads the header only."""
     try:
         with Image.open(path) as pil:
-            return int(pil.getexif().get(ExifTags.Base.Orientation, 1) or 1)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, TypeError):
+            return orientation_of(pil)
+    except (UnidentifiedImageError, OSError):
         return 1
 
 
