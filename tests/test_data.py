@@ -9,7 +9,15 @@ import pytest
 import torch
 from PIL import Image
 
-from segzoo.data import detect_dataset, get_dataset, get_dataset_info
+from segzoo.data import (
+    DATASETS,
+    TASKS,
+    dataset_names,
+    detect_dataset,
+    get_dataset,
+    get_dataset_info,
+    get_instance_dataset,
+)
 
 RNG = np.random.default_rng(0)
 
@@ -52,6 +60,19 @@ def test_dataset_info_contracts():
         get_dataset_info("nope")
     with pytest.raises(ValueError, match="mode"):
         get_dataset_info("oxford_pet", mode="tri")
+
+
+def test_one_registry_lists_both_tasks_and_refuses_the_other_tasks_names(tmp_path):
+    assert dataset_names("semantic") == ["camvid", "oxford_pet", "voc2012", "folder"]
+    assert dataset_names("instance") == ["coco", "fruits_nuts", "camvid_instances"]
+    assert dataset_names() == dataset_names("semantic") + dataset_names("instance")
+    assert all(DATASETS[n].task == task for task in TASKS for n in dataset_names(task))
+    with pytest.raises(ValueError, match="'coco' is a data set for instance segmentation.*camvid"):
+        get_dataset("coco", tmp_path)
+    with pytest.raises(ValueError, match="'camvid' is a data set for semantic segmentation.*camvid_instances"):
+        get_instance_dataset("camvid", tmp_path, "train")
+    with pytest.raises(ValueError, match="camvid_instances has no option annotation_file; its options are: min_area"):
+        get_instance_dataset("camvid_instances", tmp_path, "train", annotation_file="x.json")
 
 
 # -- CamVid ----------------------------------------------------------------------------------------

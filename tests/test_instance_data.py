@@ -10,15 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from segzoo.instance.data import (
-    CamVidInstances,
-    CocoInstanceDataset,
-    annotation_mask,
-    boxes_from_masks,
-    collate_instances,
-    get_instance_dataset,
-    split_image_ids,
-)
+from segzoo.data import get_instance_dataset
+from segzoo.data.camvid_instances import CamVidInstances
+from segzoo.data.coco import CocoInstanceDataset, annotation_mask, split_image_ids
+from segzoo.data.instances import boxes_from_masks, collate_instances
 
 SHAPES = ("disc", "square")
 

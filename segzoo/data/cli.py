@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from segzoo.data import DATASETS, detect_dataset, get_dataset
+from segzoo.data import DATASETS, TASKS, dataset_names, detect_dataset, get_dataset
 from segzoo.data.download import RESOURCES
 
 CHECK_SPLITS = {
@@ -131,13 +131,17 @@ def run_check(args: argparse.Namespace) -> int:
 def run_list(args: argparse.Namespace) -> int:
     from segzoo.data import get_dataset_info
 
-    for name, entry in DATASETS.items():
-        print(f"{name:<11} splits: {', '.join(entry.splits):<27} {entry.description}")
-        if name != "folder":
-            info = get_dataset_info(name)
-            print(
-                f"{'':<11} {info.num_classes} classes: {', '.join(info.class_names)}; ignore_index {info.ignore_index}"
-            )
+    for task in TASKS:
+        print(f"{task} segmentation:")
+        for name in dataset_names(task):
+            entry = DATASETS[name]
+            print(f"  {name:<16} splits: {', '.join(entry.splits):<27} {entry.description}")
+            if entry.info is not None and name != "folder":
+                info = get_dataset_info(name)
+                print(
+                    f"  {'':<16} {info.num_classes} classes: {', '.join(info.class_names)}; "
+                    f"ignore_index {info.ignore_index}"
+                )
     return 0
 
 
@@ -167,7 +171,9 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
         "shares and median-frequency class weights. Exit status 1 if problems were found.",
     )
     check.add_argument("root", metavar="DIR")
-    check.add_argument("--dataset", choices=list(DATASETS), help="loader to use (default: guessed from the layout)")
+    check.add_argument(
+        "--dataset", choices=dataset_names("semantic"), help="loader to use (default: guessed from the layout)"
+    )
     check.add_argument(
         "--split", action="append", metavar="SPLIT", help="split to check (repeatable; default: all of them)"
     )
@@ -202,5 +208,5 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("--json", metavar="FILE", help="also write the statistics and problems as JSON")
     check.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     check.set_defaults(func=run_check)
-    listing = commands.add_parser("list", help="list the built-in data sets")
+    listing = commands.add_parser("list", help="list the built-in data sets of both tasks")
     listing.set_defaults(func=run_list)
