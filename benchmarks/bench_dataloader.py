@@ -1,16 +1,20 @@
-"""How many CamVid training samples per second the data pipeline delivers.
+"""How many CamVid training samples per second ``segzoo train``'s data pipeline delivers.
 
-Reads the SegNet-split CamVid training frames from disk, applies the training
-augmentation (random scale 0.5-2, crop 360x480, flip, colour jitter, ImageNet
-normalisation) in ``--workers`` loader processes, and times whole batches arriving in the
-main process (worker start-up excluded: the first batch is a warm-up). The files sit in
-the OS page cache after the first pass, as they do during training.
+Builds the training batches with the code ``segzoo train --dataset camvid`` runs, and its
+defaults: frames resized to a short side of 360, random scale 0.5-2, crop 360x480 (padded
+with the ignore label), flip, then colour jitter and ImageNet normalisation of each batch.
+No model runs: it times batches ready for one. As in training, the frames are either
 
-It also reports the CPU time the workers spent per sample. On a shared machine the wall
-clock figure depends on the other load; ``workers / cpu_seconds_per_sample`` is what the
-same workers deliver on otherwise idle cores.
+* resident (``--resident on``): decoded once into memory (the decoding is timed apart),
+  each batch then augmented in the main process. ``segzoo train`` does this when the data
+  set takes under a quarter of the device's memory, as CamVid does on a CPU; or
+* streamed (``--resident off``): ``--workers`` loader processes (0: the main process)
+  decode and augment every sample every epoch.
 
-    python benchmarks/bench_dataloader.py --root ../shared/datasets/camvid --workers 2
+It also reports the CPU time spent per sample (main process and loader workers). On a
+shared machine the wall-clock figure depends on the other load; CPU time does not.
+
+    python benchmarks/bench_dataloader.py --root ../shared/datasets/camvid
 
 writes benchmarks/dataloader.json.
 """
@@ -18,7 +22,6 @@ writes benchmarks/dataloader.json.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import platform
@@ -33,8 +36,18 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from segzoo.data import get_dataset  # noqa: E402
-from segzoo.data.loader import make_loader  # noqa: E402
-from segzoo.data.transforms import train_transform  # noqa: E402
+from segzoo.data.transforms import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+from segzoo.training.augment import AugmentConfig, finish_batch  # noqa: E402
+from segzoo.training.data import (  # noqa: E402
+    AugmentedSamples,
+    EpochBatches,
+    PreparedSamples,
+    ResidentTrainSet,
+    estimate_bytes,
+    fits_on_device,
+    train_batches,
+)
+from segzoo.training.defaults import dataset_defaults  # noqa: E402
 
 
 def cpu_model() -> str:
@@ -47,65 +60,84 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (loader workers)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
 def main() -> None:
+    defaults = dataset_defaults("camvid")
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", default=str(Path(__file__).resolve().parents[2] / "shared" / "datasets" / "camvid"))
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--size", type=int, nargs=2, default=[360, 480], metavar=("H", "W"))
+    parser.add_argument("--resident", choices=["auto", "on", "off"], default="auto",
+                        help="frames decoded once into memory (auto: as segzoo train decides)")  # fmt: skip
+    parser.add_argument("--workers", type=int, default=0, help="loader processes (segzoo train on a CPU: 0)")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--size", type=int, nargs=2, default=list(defaults.size), metavar=("H", "W"))
     parser.add_argument("--epochs", type=int, default=2, help="passes over the 367 training frames")
+    parser.add_argument("--batches", type=int, help="batches per epoch (default: all)")
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(Path(__file__).with_name("dataloader.json")))
     args = parser.parse_args()
 
-    dataset = get_dataset("camvid", args.root, "train", transform=train_transform(tuple(args.size), ignore_index=11))
-    loader = make_loader(dataset, args.batch_size, train=True, num_workers=args.workers, pin_memory=False)
-    load_before = os.getloadavg()[0]
-    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    size = tuple(args.size)
+    dataset = get_dataset("camvid", args.root, "train")
+    samples = PreparedSamples(dataset, min(size), train=True)
+    augment = AugmentConfig(size=size, scale=defaults.scale)
+    fill = tuple(round(m * 255) for m in IMAGENET_MEAN)
+    pad_label = dataset.info.ignore_index
+    resident = {"on": True, "off": False}.get(args.resident)
+    if resident is None:
+        resident = fits_on_device(estimate_bytes(samples), torch.device("cpu"))
+    batches = EpochBatches(len(dataset), args.batch_size, args.seed, limit=args.batches)
+    load_average = os.getloadavg()[0]
 
-    iterator = iter(loader)
-    first_batch = len(next(iterator)[0])  # warm-up: starts the workers
-    samples, start = 0, time.perf_counter()
+    load_seconds = 0.0
+    if resident:
+        start = time.perf_counter()
+        cpu = torch.device("cpu")
+        source = ResidentTrainSet(samples, augment, args.seed, fill, pad_label, cpu, args.workers, progress=False)
+        load_seconds = time.perf_counter() - start
+    else:
+        source = AugmentedSamples(samples, augment, args.seed, fill, pad_label)
+    count, cpu_start, start = 0, cpu_seconds(), time.perf_counter()
     for epoch in range(args.epochs):
-        for images, masks in iterator:
-            assert images.shape[-2:] == masks.shape[-2:] == tuple(args.size)
-            samples += images.shape[0]
-        if epoch + 1 < args.epochs:
-            iterator = iter(loader)
+        batches.set_epoch(epoch)
+        for images, masks, jitter in train_batches(source, batches, args.workers, pin_memory=False):
+            x = finish_batch(images, jitter, IMAGENET_MEAN, IMAGENET_STD)
+            assert x.shape[-2:] == masks.shape[-2:] == size
+            count += len(x)
     seconds = time.perf_counter() - start
-    rate = samples / seconds
-    del iterator, loader  # stop the persistent workers so their CPU time is counted
-    gc.collect()
-    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    worker_cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
-    cpu_per_sample = worker_cpu / (samples + first_batch)
+    cpu_per_sample = (cpu_seconds() - cpu_start) / count
 
     result = {
-        "benchmark": "CamVid training samples per second from disk",
-        "samples_per_second": round(rate, 1),
+        "benchmark": "CamVid training samples per second, segzoo train's data pipeline",
+        "samples_per_second": round(count / seconds, 1),
         "cpu_seconds_per_sample": round(cpu_per_sample, 4),
-        "samples_per_second_on_idle_cores": round(args.workers / cpu_per_sample, 1),
-        "samples": samples,
+        "resident": resident,
+        "decode_once_seconds": round(load_seconds, 2) if resident else None,
+        "samples": count,
         "seconds": round(seconds, 2),
         "workers": args.workers,
         "batch_size": args.batch_size,
-        "crop": args.size,
-        "augmentation": "random scale 0.5-2, pad, random crop, horizontal flip, colour jitter, normalise",
+        "crop": list(size),
+        "augmentation": f"short side {min(size)}, random scale {augment.scale[0]}-{augment.scale[1]}, pad, "
+        "random crop, horizontal flip, colour jitter, normalise",
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
-        "load_average_before": round(load_before, 2),
+        "torch_threads": torch.get_num_threads(),
+        "load_average_before": round(load_average, 2),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
         "command": "python benchmarks/bench_dataloader.py " + " ".join(sys.argv[1:]),
     }
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    where = "resident in memory" if resident else f"streamed by {args.workers} worker(s)"
     print(
-        f"workers used {1000 * cpu_per_sample:.1f} ms CPU per sample: "
-        f"{args.workers / cpu_per_sample:.0f} samples/s with {args.workers} idle cores"
-    )
-    print(
-        f"{rate:.1f} samples/s ({samples} samples in {seconds:.1f} s, {args.workers} workers, "
-        f"batch {args.batch_size}, crop {args.size[0]}x{args.size[1]}); wrote {args.out}"
+        f"{count / seconds:.1f} samples/s, {1000 * cpu_per_sample:.1f} ms CPU per sample ({count} samples, "
+        f"{where}, batch {args.batch_size}, crop {size[0]}x{size[1]}); wrote {args.out}"
     )
 
 

@@ -28,6 +28,9 @@ from segzoo.inference import read_image
 # inside a forked worker (cv2.setNumThreads there) deadlocks on the parent's pool.
 cv2.setNumThreads(0)
 
+# Every encoder in the zoo (VGG16, ResNet, EfficientNet) was pretrained with ImageNet's statistics.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 INVALID = -1  # lookup-table entry for a stored value that is not a known label
 ROTATING_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
@@ -88,6 +91,29 @@ def default_palette(n: int) -> list[tuple[int, int, int]]:
             c >>= 3
         palette.append((r, g, b))
     return palette
+
+
+def normalize_sample(
+    image: np.ndarray, mask: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
+) -> dict[str, torch.Tensor]:
+    """``image=`` uint8 H x W x 3, ``mask=`` H x W -> ``{"image": float 3 x H x W normalised,
+    "mask": H x W}`` at full size: a data set's samples without a transform."""
+    # Training's own normalisation, imported here: importing segzoo.training loads its loop.
+    from segzoo.training.augment import normalize
+
+    pixels = torch.from_numpy(np.require(image, requirements=["C", "W"])).permute(2, 0, 1)
+    labels = torch.from_numpy(np.require(mask, requirements=["W"]))  # PIL's arrays are read-only
+    return {"image": normalize(pixels[None], mean, std)[0], "mask": labels}
+
+
+def denormalize(
+    image: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
+) -> np.ndarray:
+    """Undo the normalisation of a ``3 x H x W`` tensor: uint8 ``H x W x 3`` (for display)."""
+    mean_t = torch.as_tensor(mean, dtype=image.dtype, device=image.device)[:, None, None]
+    std_t = torch.as_tensor(std, dtype=image.dtype, device=image.device)[:, None, None]
+    rgb = ((image * std_t + mean_t) * 255).round().clamp(0, 255).byte()
+    return rgb.permute(1, 2, 0).cpu().numpy()
 
 
 def is_image_file(path: Path) -> bool:
@@ -169,19 +195,16 @@ class SegmentationDataset(Dataset):
 
     Subclasses fill ``self.images`` (paths) and implement :meth:`read_label` returning
     the ``H x W`` uint8 label mask of sample ``i``, already validated (see
-    :func:`apply_lut`). ``transform`` is an albumentations pipeline taking
-    ``image=, mask=`` numpy arrays and returning tensors; ``None`` means
-    :func:`segzoo.data.transforms.eval_transform` (normalise only, full size).
+    :func:`apply_lut`). ``transform`` takes ``image=, mask=`` numpy arrays and returns a
+    dict of the two (an albumentations pipeline works); ``None`` means
+    :func:`normalize_sample` (normalise only, full size). Training
+    augmentation: :class:`segzoo.data.transforms.TrainingSamples`.
     """
 
     def __init__(self, info: DatasetInfo, images: Sequence[Path], transform: Callable | None = None) -> None:
         self.info = info
         self.images = list(images)
-        if transform is None:
-            from segzoo.data.transforms import eval_transform
-
-            transform = eval_transform()
-        self.transform = transform
+        self.transform = transform or normalize_sample
         # Images without masks and the like, found while listing files by a data set
         # built with ``missing="skip"`` (``segzoo data check`` reports them).
         self.problems: list[str] = []

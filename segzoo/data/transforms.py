@@ -1,138 +1,75 @@
-"""Albumentations pipelines for training and evaluation.
+"""Model inputs from samples, for your own PyTorch loop: normalisation, and the training
+augmentation ``segzoo train`` applies (:mod:`segzoo.training.augment`, the one pipeline).
 
-Both take ``image=`` (uint8 H x W x 3 RGB) and ``mask=`` (H x W labels) numpy arrays and
-return ``{"image": float tensor 3 x H x W, "mask": uint8 tensor H x W}``. Geometric steps
-move image and mask together; masks are only ever resized with nearest-neighbour
-interpolation, so no resize invents a label. It is OpenCV's pixel-centred
-``INTER_NEAREST_EXACT``: plain ``INTER_NEAREST`` samples half a pixel off the grid that
-bilinear image resizing uses, shifting label edges against the photo. Images are
-normalised with the statistics the encoders were pretrained with: every encoder in the
-zoo (VGG16, ResNet, EfficientNet) uses ImageNet's.
+>>> train = TrainingSamples(get_dataset("camvid", root, "train"), (360, 480), short_side=360)  # doctest: +SKIP
+>>> loader = DataLoader(train, batch_size=8, shuffle=True, drop_last=True, num_workers=2)  # doctest: +SKIP
+>>> for epoch in range(epochs):  # doctest: +SKIP
+...     train.set_epoch(epoch)
+...     for images, masks in loader:  # float 8 x 3 x 360 x 480 normalised, long 8 x 360 x 480
+...         loss = criterion(model(images), masks)  # ignore_index=train.pad_label
+
+Sample ``i`` of epoch ``e`` is augmented with random numbers drawn from ``(seed, e, i)``
+alone: the same in any number of loader workers, and the same as ``segzoo train`` with
+that seed, size, scale and short side. Masks are only resized nearest-neighbour. Every
+encoder in the zoo was pretrained with ImageNet's normalisation.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
-import cv2
+import torch
+from torch.utils.data import Dataset
 
-# albumentations asks PyPI for a newer version on import (up to 2 s, and a warning offline).
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-import albumentations as A  # noqa: E402
-from albumentations.pytorch import ToTensorV2  # noqa: E402
+from segzoo.data.base import IMAGENET_MEAN, IMAGENET_STD, SegmentationDataset, denormalize, normalize_sample
+from segzoo.training.augment import AugmentConfig, finish_batch
+from segzoo.training.data import AugmentedSamples, PreparedSamples, SampleKey
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-DEFAULT_IGNORE_INDEX = 255
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "PAD_LABEL", "TrainingSamples", "denormalize", "normalize_sample"]
 
-
-def _mean_fill(mean: Sequence[float]) -> tuple[int, ...]:
-    """Pad images with the mean colour, which normalises to zero."""
-    return tuple(round(m * 255) for m in mean)
+# Mask value of padding when the data set has no ignore index of its own (as segzoo train).
+PAD_LABEL = 255
 
 
-def _padding(height: int, width: int, ignore_index: int | None, mean: Sequence[float], position: str) -> A.PadIfNeeded:
-    if ignore_index is None:
-        # No label to mark padding as "not scored": mirror real pixels and their labels.
-        return A.PadIfNeeded(height, width, position=position, border_mode=cv2.BORDER_REFLECT_101)
-    return A.PadIfNeeded(
-        height, width, position=position, border_mode=cv2.BORDER_CONSTANT, fill=_mean_fill(mean), fill_mask=ignore_index
-    )
-
-
-def train_transform(
-    size: tuple[int, int],
-    *,
-    scale: tuple[float, float] = (0.5, 2.0),
-    base_size: int | None = None,
-    hflip: bool = True,
-    color_jitter: float = 0.2,
-    ignore_index: int | None = DEFAULT_IGNORE_INDEX,
-    mean: Sequence[float] = IMAGENET_MEAN,
-    std: Sequence[float] = IMAGENET_STD,
-    seed: int | None = None,
-) -> A.Compose:
-    """Random scale, pad, random crop to ``size`` (height, width), flip and colour jitter.
-
-    The scale is relative to the stored image, or, with ``base_size``, the shorter side is
-    resized to ``base_size * s`` for ``s`` in ``scale`` (one resize, for data sets whose
-    photos are much larger than the crop). Crops larger than the scaled image are padded
-    with ``ignore_index`` in the mask (pass ``DatasetInfo.ignore_index``; with ``None``
-    the padding mirrors the image and its labels instead). ``seed`` fixes the random
-    sequence (:func:`segzoo.data.loader.seed_worker` reseeds it per loader worker).
+class TrainingSamples(Dataset):
+    """``ds[i]`` is ``(image float 3 x h x w normalised, mask long h x w)``: sample ``i`` of
+    ``dataset`` resized so its short side is ``short_side`` (``None``: as stored), then
+    scaled by a random factor in ``scale``, cropped (or padded, with the mean colour and
+    :attr:`pad_label`) to ``size``, flipped and colour-jittered (factors in
+    ``1 +- color_jitter``) as in the current epoch (:meth:`set_epoch`).
     """
-    height, width = size
-    low, high = scale
-    if not 0 < low <= high:
-        raise ValueError(f"scale must be (low, high) with 0 < low <= high, not {scale}")
-    steps: list[A.BasicTransform] = []
-    if base_size is not None:
-        sizes = sorted({max(8, round(base_size * (low + (high - low) * i / 16))) for i in range(17)})
-        steps.append(
-            A.SmallestMaxSize(
-                max_size=sizes, interpolation=cv2.INTER_LINEAR, mask_interpolation=cv2.INTER_NEAREST_EXACT
-            )
-        )
-    elif (low, high) != (1.0, 1.0):
-        steps.append(
-            A.RandomScale(
-                scale_limit=(low - 1.0, high - 1.0),
-                interpolation=cv2.INTER_LINEAR,
-                mask_interpolation=cv2.INTER_NEAREST_EXACT,
-                p=1.0,
-            )
-        )
-    steps += [
-        _padding(height, width, ignore_index, mean, position="center"),
-        A.RandomCrop(height, width),
-    ]
-    if hflip:
-        steps.append(A.HorizontalFlip(p=0.5))
-    if color_jitter > 0:
-        steps.append(
-            A.ColorJitter(
-                brightness=color_jitter,
-                contrast=color_jitter,
-                saturation=color_jitter,
-                hue=min(0.05, color_jitter / 4),
-                p=0.8,
-            )
-        )
-    steps += [A.Normalize(mean=mean, std=std), ToTensorV2()]
-    return A.Compose(steps, seed=seed)
 
+    def __init__(
+        self,
+        dataset: SegmentationDataset,
+        size: tuple[int, int],
+        *,
+        short_side: int | None = None,
+        scale: tuple[float, float] = (0.5, 2.0),
+        hflip: bool = True,
+        color_jitter: float = 0.2,
+        seed: int = 0,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+    ) -> None:
+        ignore_index = dataset.info.ignore_index
+        # Padded pixels carry a label that is no class: pass it to the loss as ignore_index.
+        self.pad_label = PAD_LABEL if ignore_index is None else ignore_index
+        self.mean, self.std = tuple(mean), tuple(std)
+        augment = AugmentConfig(tuple(size), tuple(scale), hflip, color_jitter)
+        fill = tuple(round(m * 255) for m in mean)  # normalises to zero
+        prepared = PreparedSamples(dataset, short_side, train=True)
+        self.samples = AugmentedSamples(prepared, augment, seed, fill, self.pad_label)
+        # Shared memory, so that loader workers (persistent ones too) see set_epoch.
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
 
-def eval_transform(
-    size: tuple[int, int] | None = None,
-    *,
-    ignore_index: int | None = DEFAULT_IGNORE_INDEX,
-    mean: Sequence[float] = IMAGENET_MEAN,
-    std: Sequence[float] = IMAGENET_STD,
-) -> A.Compose:
-    """No random change. Without ``size``: normalise only, at full size (the models take
-    any height and width). With ``size`` (height, width): shrink or enlarge to fit inside
-    it keeping the aspect ratio, then pad at the bottom and right to exactly ``size``
-    (mask padding is ``ignore_index``), so images of different shapes batch together and
-    ``prediction[:h, :w]`` undoes the padding."""
-    steps: list[A.BasicTransform] = []
-    if size is not None:
-        height, width = size
-        steps += [
-            A.LongestMaxSize(
-                max_size_hw=(height, width), interpolation=cv2.INTER_LINEAR, mask_interpolation=cv2.INTER_NEAREST_EXACT
-            ),
-            _padding(height, width, ignore_index, mean, position="top_left"),
-        ]
-    steps += [A.Normalize(mean=mean, std=std), ToTensorV2()]
-    return A.Compose(steps)
+    def set_epoch(self, epoch: int) -> None:
+        """Draw the augmentation of ``epoch`` from now on (call it before each epoch)."""
+        self._epoch.fill_(epoch)
 
+    def __len__(self) -> int:
+        return len(self.samples)
 
-def denormalize(image, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD):  # noqa: ANN001, ANN201
-    """Undo :func:`A.Normalize` on a ``3 x H x W`` tensor: uint8 ``H x W x 3`` numpy (for display)."""
-    import torch
-
-    mean_t = torch.as_tensor(mean, dtype=image.dtype, device=image.device)[:, None, None]
-    std_t = torch.as_tensor(std, dtype=image.dtype, device=image.device)[:, None, None]
-    rgb = ((image * std_t + mean_t) * 255).round().clamp(0, 255).byte()
-    return rgb.permute(1, 2, 0).cpu().numpy()
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, mask, jitter = self.samples[SampleKey(index, int(self._epoch))]
+        return finish_batch(image[None], jitter[None], self.mean, self.std)[0], mask.long()
