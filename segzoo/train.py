@@ -1,14 +1,17 @@
 """``segzoo train``: train any registered model on a supported data set.
 
-Semantic models train in :mod:`segzoo.training` (Lightning Fabric: CPU, one GPU, or
-several GPUs/nodes with ``--devices N --strategy ddp``); instance models (Mask R-CNN)
-are handed to :func:`segzoo.instance.train.train_instance`.
+The options given become the task's typed config: :class:`segzoo.training.TrainConfig` for
+semantic models (trained on Lightning Fabric: CPU, one GPU, or several GPUs/nodes with
+``--devices N --strategy ddp``), :class:`segzoo.instance.train.InstanceTrainConfig` for
+instance models (Mask R-CNN). An option the task has no field for is refused.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+from dataclasses import fields
 from typing import Any
 
 from segzoo.data.cli import key_value
@@ -144,86 +147,53 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
     run_group.add_argument("--keep-resume-state", action="store_true",
                            help="keep <out>/resume/ after training finishes (default: delete it)")  # fmt: skip
     run_group.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
-    p.set_defaults(func=run)
+    p.set_defaults(func=functools.partial(run, parser=p))
 
 
-def _instance_args(args: argparse.Namespace) -> argparse.Namespace:
-    """What :func:`segzoo.instance.train.train_instance` reads (plus everything else given)."""
-    import torch
-
-    device = "cpu" if args.accelerator == "cpu" or not torch.cuda.is_available() else "cuda"
-    size = tuple(args.size) if args.size else None
-    return argparse.Namespace(**{**vars(args), "device": device, "size": size, "out": args.out})
+# Command-line values that are not training options: how the command runs.
+_NOT_OPTIONS = frozenset({"command", "func"})
+# Config fields whose flag is not "--" + the field's name with dashes.
+_FLAGS = {"dataset_options": "--dataset-option", "augment": "--no-augment", "progress": "--no-progress"}
 
 
-def config_from_args(args: argparse.Namespace) -> Any:
-    from segzoo.training import TrainConfig
-
-    return TrainConfig(
-        model=args.model,
-        dataset=args.dataset,
-        data_root=args.data_root,
-        out=args.out,
-        model_kwargs=args.model_kwargs,
-        dataset_options=dict(args.dataset_option),
-        train_split=args.train_split,
-        val_split=args.val_split,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        optimizer=args.optimizer,
-        momentum=args.momentum,
-        scheduler=args.scheduler,
-        warmup_epochs=args.warmup_epochs,
-        loss=args.loss,
-        lam=args.lam,
-        alpha=args.alpha,
-        beta=args.beta,
-        focal_gamma=args.focal_gamma,
-        class_weights=args.class_weights,
-        size=tuple(args.size) if args.size else None,
-        short_side=args.short_side,
-        scale=tuple(args.scale) if args.scale else None,
-        augment=args.augment,
-        color_jitter=args.color_jitter,
-        seed=args.seed,
-        precision=args.precision,
-        accelerator=args.accelerator,
-        devices=args.devices,
-        num_nodes=args.num_nodes,
-        strategy=args.strategy,
-        early_stopping=args.early_stopping,
-        ema_decay=args.ema_decay,
-        val_every=args.val_every,
-        channels_last=args.channels_last,
-        data_on_gpu=args.data_on_gpu,
-        num_workers=args.num_workers,
-        limit_train_batches=args.limit_train_batches,
-        limit_val_images=args.limit_val_images,
-        grad_clip=args.grad_clip,
-        compile=args.compile,
-        encoder_weights=None if args.encoder_weights == "none" else args.encoder_weights,
-        resume=args.resume,
-        overwrite=args.overwrite,
-        keep_resume_state=args.keep_resume_state,
-        interim=args.interim,
-        init_from=args.init_from,
-        progress=args.progress,
-    )
+def _given_options(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, Any]:
+    """The options the user set (those that differ from the parser's default), under the
+    config's field names."""
+    given = {k: v for k, v in vars(args).items() if k not in _NOT_OPTIONS and v != parser.get_default(k)}
+    if "dataset_option" in given:
+        given["dataset_options"] = dict(given.pop("dataset_option"))
+    if "encoder_weights" in given:
+        given["encoder_weights"] = None if given["encoder_weights"] == "none" else given["encoder_weights"]
+    for name in ("size", "scale"):
+        if given.get(name) is not None:
+            given[name] = tuple(given[name])
+    return given
 
 
-def run(args: argparse.Namespace) -> int:
+def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Any:
+    """The task's typed config (:class:`~segzoo.training.TrainConfig` or
+    :class:`~segzoo.instance.train.InstanceTrainConfig`) from the options given; an option
+    the task has no field for is refused, not ignored."""
     from segzoo.registry import get_spec
 
     if get_spec(args.model).task == "instance":
-        from segzoo.instance.train import train_instance
+        from segzoo.instance.train import InstanceTrainConfig as config_class
+    else:
+        from segzoo.training import TrainConfig as config_class
+    names = {f.name for f in fields(config_class)}
+    given = _given_options(args, parser)
+    refused = sorted(k for k in given if k not in names)
+    if refused:
+        flags = ", ".join(_FLAGS.get(k, "--" + k.replace("_", "-")) for k in refused)
+        task = get_spec(args.model).task
+        raise ValueError(f"{flags}: not an option for {args.model} ({task} segmentation); see `segzoo train --help`")
+    return config_class(**given)
 
-        if args.out is None:
-            args.out = f"checkpoints/{args.dataset}/{args.model}"
-        train_instance(_instance_args(args))
-        return 0
+
+def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from segzoo.instance.train import InstanceTrainConfig, train_instance
     from segzoo.training import fit
 
-    fit(config_from_args(args))
+    cfg = config_from_args(args, parser)
+    train_instance(cfg) if isinstance(cfg, InstanceTrainConfig) else fit(cfg)
     return 0

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 
+import segzoo.train
 from segzoo.cli import build_parser, main
 
 
@@ -58,3 +61,66 @@ def test_bad_model_kwargs_rejected_by_the_parser(capsys) -> None:
         build_parser().parse_args(["train", "--model", "unet", "--dataset", "camvid", "--data-root", "x",
                                    "--model-kwargs", "[1, 2]"])  # fmt: skip
     assert "JSON object" in capsys.readouterr().err
+
+
+def _train_args(*extra: str) -> list[str]:
+    return ["--dataset", "camvid", "--data-root", "x", *extra]
+
+
+def _train_parser() -> argparse.ArgumentParser:
+    subparsers = argparse.ArgumentParser().add_subparsers()
+    segzoo.train.add_subparser(subparsers)
+    return subparsers.choices["train"]
+
+
+def test_train_builds_each_task_its_typed_config() -> None:
+    from segzoo.instance.train import InstanceTrainConfig
+    from segzoo.train import config_from_args
+    from segzoo.training import TrainConfig
+
+    parser = _train_parser()
+    args = parser.parse_args(_train_args("--model", "unet", "--size", "64", "96", "--dataset-option", "a=1",
+                                         "--no-augment", "--encoder-weights", "none", "--ema-decay", "0.99"))  # fmt: skip
+    cfg = config_from_args(args, parser)
+    assert isinstance(cfg, TrainConfig) and cfg.size == (64, 96) and cfg.dataset_options == {"a": 1}
+    assert cfg.augment is False and cfg.encoder_weights is None and cfg.ema_decay == 0.99
+    args = parser.parse_args(_train_args("--model", "maskrcnn_r50_fpn", "--size", "64", "96", "--max-iters", "5"))
+    cfg = config_from_args(args, parser)
+    assert isinstance(cfg, InstanceTrainConfig) and cfg.max_iters == 5 and cfg.resolved().size == 96
+
+
+@pytest.mark.parametrize(
+    "model, extra, refused",
+    [
+        ("maskrcnn_r50_fpn", ["--loss", "dice", "--precision", "32-true"], "--loss, --precision"),
+        ("maskrcnn_r50_fpn", ["--no-augment"], "--no-augment"),
+        ("unet", ["--backend", "torchvision"], "--backend"),
+        ("unet", ["--max-iters", "10"], "--max-iters"),
+    ],
+)
+def test_train_refuses_options_the_task_does_not_have(model, extra, refused, capsys) -> None:
+    assert main(["train", *_train_args("--model", model, *extra)]) == 1
+    err = capsys.readouterr().err
+    assert f"{refused}: not an option for {model}" in err and err.count("\n") == 1
+
+
+def test_train_option_defaults_are_the_configs() -> None:
+    """The help text's defaults are the ones that apply: options not given take the config's."""
+    import dataclasses
+
+    from segzoo.instance.train import InstanceTrainConfig
+    from segzoo.training import TrainConfig
+
+    parser = _train_parser()
+    flags = set(vars(parser.parse_args(["--model", "unet", "--dataset", "camvid", "--data-root", "x"])))
+    checked = 0
+    for config_class in (TrainConfig, InstanceTrainConfig):
+        for f in dataclasses.fields(config_class):
+            if f.name not in flags or f.name in ("model", "dataset", "data_root"):
+                continue  # set by the API only, or required
+            default = parser.get_default(f.name)
+            expected = None if f.name == "encoder_weights" and default == "none" else default
+            own = f.default_factory() if f.default is dataclasses.MISSING else f.default
+            assert own == expected, (config_class.__name__, f.name, default, own)
+            checked += 1
+    assert checked > 50

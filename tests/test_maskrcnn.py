@@ -6,7 +6,6 @@ takes about a second.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import pickle
@@ -20,6 +19,7 @@ from test_instance_data import make_coco_folder
 import segzoo
 from segzoo.instance import backends
 from segzoo.instance.data import collate_instances, get_instance_dataset
+from segzoo.instance.train import InstanceTrainConfig
 from segzoo.registry import count_parameters
 
 
@@ -152,14 +152,14 @@ def test_a_few_iterations_on_fruits_nuts_reduce_the_loss(shared_datasets: Path) 
     assert np.mean(losses[-3:]) < 0.9 * np.mean(losses[:3]), losses
 
 
-def _train_args(tmp_path: Path, root: Path, **overrides) -> argparse.Namespace:  # noqa: ANN003
+def _train_args(tmp_path: Path, root: Path, **overrides) -> InstanceTrainConfig:  # noqa: ANN003
     args = dict(
         model="maskrcnn_r50_fpn", dataset="coco", data_root=str(root), out=str(tmp_path / "run"),
-        epochs=2, batch_size=2, lr=0.01, seed=0, device="cpu", backend="torchvision", resume=False,
+        epochs=2, batch_size=2, lr=0.01, seed=0, accelerator="cpu", backend="torchvision", resume=False,
         max_iters=None, size=128, warmup_iters=1, rois_per_image=32, progress=False,
     )  # fmt: skip
     args.update(overrides)
-    return argparse.Namespace(**args)
+    return InstanceTrainConfig(**args)
 
 
 @pytest.mark.slow

@@ -41,20 +41,24 @@ TIMING_COLUMNS = frozenset(
     {"seconds", "epochs_per_min", "train_seconds", "val_seconds", "train_images_per_sec", "cpu_seconds"}
 )
 _INT_COLUMNS = {"epoch": None, "stage": 1}  # integer columns and their value when absent (older files)
+_COUNT_COLUMNS = frozenset({"epoch", "stage", "iterations"})  # written as integers
 
 
-def _format(value: Any) -> str:
+def _format(key: str, value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
+    if key in _COUNT_COLUMNS:
+        return str(int(value))  # a resumed run reads some of them back as floats
     return repr(float(value)) if isinstance(value, float) else str(value)
 
 
-def write_history(directory: str | Path, rows: list[dict[str, Any]]) -> None:
+def write_history(directory: str | Path, rows: list[dict[str, Any]], columns: list[str] = COLUMNS) -> None:
+    """Write ``history.csv`` atomically; ``columns``: the task's (Mask R-CNN has its own)."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n", extrasaction="ignore")
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: _format(row.get(k)) for k in COLUMNS})
+        writer.writerow({k: _format(k, row.get(k)) for k in columns})
     atomic_write_text(Path(directory) / HISTORY_FILE, buffer.getvalue())
 
 

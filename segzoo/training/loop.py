@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +21,14 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from segzoo.checkpoint import (
-    CONFIG_FILE,
-    HISTORY_FILE,
-    METRICS_FILE,
-    WEIGHTS_FILE,
-    read_json,
-    save_checkpoint,
-    write_json,
+from segzoo.checkpoint import HISTORY_FILE, WEIGHTS_FILE
+from segzoo.devices import (
+    CHANNELS_LAST_CHOICES,
+    PRECISIONS,
+    device_name,
+    resolve_channels_last,
+    resolve_precision,
 )
-from segzoo.devices import CHANNELS_LAST_CHOICES, PRECISIONS, device_name, resolve_channels_last, resolve_precision
 from segzoo.training.augment import AugmentConfig, finish_batch
 from segzoo.training.data import (
     AugmentedSamples,
@@ -47,13 +44,16 @@ from segzoo.training.data import (
     validation_samples,
 )
 from segzoo.training.defaults import dataset_defaults
-from segzoo.training.history import read_history, write_history
-from segzoo.training.state import RESUME_DIR, load_resume_state, restore_rng, resume_path, save_resume_state
+from segzoo.training.history import COLUMNS as HISTORY_COLUMNS
+from segzoo.training.history import read_history
+from segzoo.training.optim import parameter_groups
+from segzoo.training.run import EpochRun, check_output_dir, finite_or_none
+from segzoo.training.state import ResumeState
 from segzoo.training.validation import validate, weights_rounded_to_half
+from segzoo.version import __version__
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULERS = ("poly", "cosine", "none")
-_FINISHED = object()  # --resume of a run that already completed
 # Label that marks padding in training crops when the data set has no ignore index of its own.
 PAD_LABEL = 255
 
@@ -161,27 +161,6 @@ _RUN_DEFINING = (
     "size", "short_side", "scale", "augment", "color_jitter", "seed", "limit_train_batches", "encoder_weights",
     "interim", "ema_decay", "val_every", "init_from",
 )  # fmt: skip
-_DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
-
-
-def _comparable(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple) else value
-
-
-def _finite_or_none(value: float) -> float | None:
-    return value if math.isfinite(value) else None
-
-
-def _check_output_dir(cfg: TrainConfig) -> None:
-    out = Path(cfg.out)
-    if cfg.resume or cfg.overwrite or not out.exists():
-        return
-    existing = [n for n in (WEIGHTS_FILE, CONFIG_FILE, HISTORY_FILE, RESUME_DIR) if (out / n).exists()]
-    if existing:
-        raise ValueError(
-            f"{out} already holds a training run ({', '.join(existing)}): pass --resume to continue it "
-            "or --overwrite to start again"
-        )
 
 
 def lr_factor(step: int, total: int, warmup: int, kind: str) -> float:
@@ -197,12 +176,7 @@ def lr_factor(step: int, total: int, warmup: int, kind: str) -> float:
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """No weight decay on biases and normalisation weights (1-d parameters)."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
-    groups = [
-        {"params": decay, "weight_decay": cfg.weight_decay, "initial_lr": cfg.lr},
-        {"params": no_decay, "weight_decay": 0.0, "initial_lr": cfg.lr},
-    ]
+    groups = parameter_groups(model, cfg.weight_decay, initial_lr=cfg.lr)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
     return torch.optim.AdamW(groups, lr=cfg.lr)
@@ -236,7 +210,7 @@ def fit(cfg: TrainConfig) -> Path:
 
     if get_spec(cfg.model).task != "semantic":
         raise ValueError(f"{cfg.model} is an instance-segmentation model; segzoo train dispatches it elsewhere")
-    _check_output_dir(cfg)
+    check_output_dir(cfg.out, cfg.resume, cfg.overwrite)  # before any process starts
     from lightning.fabric import Fabric
 
     accelerator = {"gpu": "cuda"}.get(cfg.accelerator, cfg.accelerator)
@@ -256,7 +230,7 @@ def fit(cfg: TrainConfig) -> Path:
                          f"--strategy {cfg.strategy}: {exc}") from None  # fmt: skip
     fabric.launch()
     try:
-        return _Run(fabric, cfg).fit()
+        return SemanticRun(fabric, cfg).fit()
     finally:
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()  # else exit waits on gloo's shutdown
@@ -306,18 +280,37 @@ def init_from_checkpoint(model: nn.Module, directory: str | Path, model_name: st
     }
 
 
-class _Run:
+class SemanticRun(EpochRun):
+    """Semantic segmentation on Lightning Fabric: best epoch by validation mIoU."""
+
+    metric = "val_miou"
+    metric_label = "val mIoU"
+    run_defining = _RUN_DEFINING
+    history_columns = HISTORY_COLUMNS
+
     def __init__(self, fabric: Any, cfg: TrainConfig) -> None:
         # cfg.precision and cfg.channels_last are resolved (no "auto"); channels_last is a bool.
-        self.fabric, self.cfg = fabric, cfg
+        super().__init__(cfg)
+        self.fabric = fabric
         self.init_info: dict[str, Any] | None = None
-        self.stage = 1  # training stages: each --init-from continues a history with one more
-        self.out = Path(cfg.out)
         self.device = fabric.device
         self.rank0 = fabric.is_global_zero
         self.show = cfg.progress and self.rank0
 
+    def barrier(self) -> None:
+        self.fabric.barrier()
+
     # -- set-up ---------------------------------------------------------------------------------
+
+    def build(self, resume: ResumeState | None) -> None:
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        self._load_data()
+        self._build_model(resume)
+        steps_per_epoch = len(self.batches)
+        self.total_steps = steps_per_epoch * self.cfg.epochs
+        self.warmup_steps = min(round(self.cfg.warmup_epochs * steps_per_epoch), self.total_steps // 5)
 
     def _load_data(self) -> None:
         from segzoo.data import get_dataset
@@ -380,6 +373,7 @@ class _Run:
         )
         if resume is not None:
             model.load_state_dict(resume.model)
+            self.init_info = resume.info.get("init_from")
         elif cfg.init_from:
             self.init_info = init_from_checkpoint(model, cfg.init_from, cfg.model)
         if cfg.channels_last:
@@ -410,123 +404,37 @@ class _Run:
             focal_gamma=cfg.focal_gamma,
         ).to(self.device)
 
-    def _resume_state(self) -> Any:
-        cfg = self.cfg
-        if self.rank0:  # temporary files of a write that a kill interrupted
-            for leftover in [*self.out.glob(".*.tmp"), *(self.out / RESUME_DIR).glob(".*.tmp")]:
-                leftover.unlink(missing_ok=True)
-        if not cfg.resume:
-            if cfg.overwrite and self.rank0:
-                for name in (WEIGHTS_FILE, CONFIG_FILE, HISTORY_FILE, METRICS_FILE):
-                    (self.out / name).unlink(missing_ok=True)
-                shutil.rmtree(self.out / RESUME_DIR, ignore_errors=True)
-            self.fabric.barrier()
-            return None
-        if not resume_path(self.out).is_file():
-            if (self.out / CONFIG_FILE).is_file() and read_json(self.out / CONFIG_FILE).get("training", {}).get(
-                "completed"
-            ):
-                self.fabric.print(f"{self.out}: training already finished; nothing to resume")
-                return _FINISHED
-            if (self.out / HISTORY_FILE).is_file() or (self.out / WEIGHTS_FILE).is_file():
-                raise ValueError(
-                    f"{self.out} has no resume state ({resume_path(self.out)}): the run finished or was "
-                    "trained without it; use --overwrite to train again"
-                )
-            self.fabric.print(f"nothing to resume in {self.out}: starting a new run")
-            return None
-        state = load_resume_state(self.out)
-        saved = state.info["options"]
-        # An option newer than the saved state was at its default when the state was written.
-        changed = [
-            f"{k} ({saved.get(k, _DEFAULTS[k])!r} -> {_comparable(getattr(cfg, k))!r})"
-            for k in _RUN_DEFINING
-            if _comparable(saved.get(k, _DEFAULTS[k])) != _comparable(getattr(cfg, k))
-        ]
-        if changed:
-            raise ValueError(
-                f"--resume with options that differ from the run in {self.out}: {', '.join(changed)}; "
-                "repeat the original command with --resume"
-            )
-        if state.epoch >= cfg.epochs:
-            self.fabric.print(f"{self.out}: {state.epoch} epochs already done (--epochs {cfg.epochs})")
-        else:
-            self.fabric.print(f"resuming {self.out} after epoch {state.epoch}")
-        return state
-
-    # -- the loop ---------------------------------------------------------------------------------
-
-    def fit(self) -> Path:
-        cfg, fabric = self.cfg, self.fabric
-        if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
-            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-        resume = self._resume_state()
-        if resume is _FINISHED:
-            return self.out
-        self._load_data()
-        self._build_model(resume)
-
-        steps_per_epoch = len(self.batches)
-        self.total_steps = steps_per_epoch * cfg.epochs
-        self.warmup_steps = min(round(cfg.warmup_epochs * steps_per_epoch), self.total_steps // 5)
-        start_epoch, self.step = 0, 0
-        self.best_miou, self.best_epoch, self.elapsed = -math.inf, 0, 0.0
-        history: list[dict[str, Any]] = []
-        if resume is not None:
-            start_epoch, self.step = resume.epoch, int(resume.scheduler["step"])
-            best = resume.info["best_val_miou"]
-            self.best_miou = best if best is not None else -math.inf
-            self.best_epoch, self.elapsed = resume.info["best_epoch"], resume.info["train_seconds"]
-            self.stage, self.init_info = resume.info.get("stage", 1), resume.info.get("init_from")
-            history = [
-                row for row in read_history(self.out) if row["stage"] < self.stage or row["epoch"] <= start_epoch
-            ]
-            restore_rng(resume.rng["tensors"], resume.rng["plain"])
-        elif self.init_info is not None:
-            # The history goes on from the checkpoint's: its rows stay, as earlier stages.
-            history = read_history(cfg.init_from)
-            self.stage = max((row["stage"] for row in history), default=0) + 1
-        if self.rank0:
-            self.out.mkdir(parents=True, exist_ok=True)
-            if resume is not None:
-                write_history(self.out, history)  # drop rows of epochs that will be run again
-            self._print_plan(start_epoch)
-
-        stale = 0 if not self.best_epoch else start_epoch - self.best_epoch
-        for epoch in range(start_epoch, cfg.epochs):
-            validate_now = (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs
-            row = self._run_epoch(epoch, validate_now)
-            improved = validate_now and (self.best_epoch == 0 or row["val_miou"] > self.best_miou)
-            if improved:
-                self.best_miou, self.best_epoch, stale = row["val_miou"], epoch + 1, 0
-            else:
-                stale += 1
-            self.elapsed += row["seconds"]
-            history.append(row)
-            if self.rank0:
-                self._save_epoch(epoch, improved, history)
-                self._report(row, improved)
-            if cfg.early_stopping and stale >= cfg.early_stopping:
-                fabric.print(f"early stopping: no better val mIoU for {stale} epochs")
-                break
-        fabric.barrier()
-        if self.rank0:
-            self._finish(history)
-        return self.out
-
     def _set_lr(self) -> float:
         factor = lr_factor(self.step, self.total_steps, self.warmup_steps, self.cfg.scheduler)
         for group in self.optimizer.param_groups:
             group["lr"] = group["initial_lr"] * factor
         return self.optimizer.param_groups[0]["lr"]
 
-    @property
-    def eval_model(self) -> nn.Module:
-        """What is validated and saved: the weight average when there is one."""
+    def saved_model(self) -> nn.Module:
+        """The weight average when there is one."""
         return self.ema.module if self.ema is not None else self.raw_model
 
-    def _run_epoch(self, epoch: int, validate_now: bool = True) -> dict[str, Any]:
+    def trained_model(self) -> nn.Module:
+        return self.raw_model
+
+    def ema_model(self) -> nn.Module | None:
+        return None if self.ema is None else self.ema.module
+
+    def validates(self, epoch: int) -> bool:
+        return (epoch + 1) % self.cfg.val_every == 0 or epoch + 1 == self.cfg.epochs
+
+    def initial_history(self) -> list[dict[str, Any]]:
+        if self.init_info is None:
+            return []
+        # The history goes on from the checkpoint's: its rows stay, as earlier stages.
+        history = read_history(self.cfg.init_from)
+        self.stage = max((row["stage"] for row in history), default=0) + 1
+        return history
+
+    def resume_info(self) -> dict[str, Any]:
+        return {"init_from": self.init_info}
+
+    def run_epoch(self, epoch: int, validate: bool = True) -> dict[str, Any]:
         cfg, fabric = self.cfg, self.fabric
         start, cpu_start = time.perf_counter(), time.process_time()
         self.model.train()
@@ -567,7 +475,7 @@ class _Run:
             "train_seconds": train_seconds,
             "train_images_per_sec": steps * cfg.batch_size * fabric.world_size / train_seconds,
         }
-        if validate_now:
+        if validate:
             row.update(self._validate())
         else:
             row.update(val_loss=math.nan, val_miou=math.nan, val_mdice=math.nan, val_pixel_accuracy=math.nan,
@@ -586,9 +494,10 @@ class _Run:
         fabric = self.fabric
         val_start = time.perf_counter()
         samples = validation_samples(self.val_samples, self.val_indices, self.val_resident, self.workers)
-        with weights_rounded_to_half(self.eval_model):
+        model = self.saved_model()
+        with weights_rounded_to_half(model):
             sums = validate(
-                self.eval_model,
+                model,
                 samples,
                 num_classes=self.info.num_classes,
                 ignore_index=self.ignore_index,
@@ -618,8 +527,6 @@ class _Run:
     # -- what is written --------------------------------------------------------------------------
 
     def checkpoint_config(self, completed: bool = False) -> dict[str, Any]:
-        from segzoo import __version__
-
         cfg = self.cfg
         info = self.info.to_dict()
         training = {
@@ -658,7 +565,7 @@ class _Run:
             "val_images": self.num_val,
             "train_images": self.num_train,
             "best_epoch": self.best_epoch,
-            "best_val_miou": _finite_or_none(self.best_miou),
+            "best_val_miou": finite_or_none(self.best_score),
             "device_name": device_name(self.device),
             "train_seconds": round(self.elapsed, 3),
             "init_from": self.init_info,
@@ -685,55 +592,28 @@ class _Run:
             "interim": cfg.interim,
         }
 
-    def _save_epoch(self, epoch: int, improved: bool, history: list[dict[str, Any]]) -> None:
-        """Best checkpoint (if better), then history, then resume state: a kill between
-        two of these writes costs at most a re-run of this epoch."""
-        if improved:
-            save_checkpoint(self.out, self.eval_model, self.checkpoint_config(), half=True)
-        write_history(self.out, history)
-        options = {k: _comparable(v) for k, v in asdict(self.cfg).items()}
-        info = {
-            "best_val_miou": _finite_or_none(self.best_miou),
-            "best_epoch": self.best_epoch,
-            "train_seconds": self.elapsed,
-            "options": options,
-            "stage": self.stage,
-            "init_from": self.init_info,
-        }
-        state = {k: v.detach().contiguous() for k, v in self.raw_model.state_dict().items()}
-        ema = None if self.ema is None else {k: v.detach().contiguous() for k, v in self.ema.module.state_dict().items()}
-        save_resume_state(self.out, epoch + 1, state, self.optimizer.state_dict(), {"step": self.step}, info, ema)
-
-    def _finish(self, history: list[dict[str, Any]]) -> None:
-        if not (self.out / WEIGHTS_FILE).is_file():
-            return
-        write_json(self.out / CONFIG_FILE, self.checkpoint_config(completed=True))
-        if not self.cfg.keep_resume_state:
-            shutil.rmtree(self.out / RESUME_DIR, ignore_errors=True)
+    def done_message(self, history: list[dict[str, Any]]) -> str:
         speed = f", {60 * len(history) / self.elapsed:.2f} epochs/min" if self.elapsed else ""
-        print(
-            f"done: best val mIoU {self.best_miou:.4f} at epoch {self.best_epoch} "
-            f"({len(history)} epochs in {self.elapsed:.1f} s{speed}); checkpoint in {self.out}",
-            flush=True,
+        return (
+            f"done: best val mIoU {self.best_score:.4f} at epoch {self.best_epoch} "
+            f"({len(history)} epochs in {self.elapsed:.1f} s{speed}); checkpoint in {self.out}"
         )
 
-    def _print_plan(self, start_epoch: int) -> None:
+    def plan_message(self, start_epoch: int) -> str:
         cfg = self.cfg
         where = "device memory" if self.resident else f"{self.workers} loader worker(s)"
-        print(
+        return (
             f"training {cfg.model} on {cfg.dataset} ({self.num_train} train / {self.num_val} val images, "
             f"{self.info.num_classes} classes) at {cfg.size[0]}x{cfg.size[1]}, batch {cfg.batch_size} x "
             f"{self.fabric.world_size} process(es), {len(self.batches)} steps/epoch, epochs "
             f"{start_epoch + 1}-{cfg.epochs}, {device_name(self.device)}, precision "
-            f"{cfg.precision}{', channels-last' if cfg.channels_last else ''}, data from {where} -> {self.out}",
-            flush=True,
+            f"{cfg.precision}{', channels-last' if cfg.channels_last else ''}, data from {where} -> {self.out}"
         )
 
-    def _report(self, row: dict[str, Any], improved: bool) -> None:
+    def epoch_message(self, row: dict[str, Any], improved: bool) -> str:
         mark = " *" if improved else ""
-        message = (
+        return (
             f"epoch {row['epoch']}/{self.cfg.epochs}  train loss {row['train_loss']:.4f}  "
             f"val loss {row['val_loss']:.4f}  val mIoU {row['val_miou']:.4f}{mark}  "
             f"lr {row['lr']:.2e}  {row['seconds']:.1f} s ({row['epochs_per_min']:.2f} epochs/min)"
         )
-        tqdm.write(message) if self.show else print(message, flush=True)
