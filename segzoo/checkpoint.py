@@ -32,6 +32,8 @@ import torch.nn as nn
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from segzoo.version import __version__
+
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 HISTORY_FILE = "history.csv"
@@ -146,8 +148,6 @@ def save_checkpoint(
 ) -> Path:
     """Write ``config.json`` and ``model.safetensors`` into ``directory``."""
     directory = Path(directory)
-    from segzoo import __version__
-
     config = {**config, "segzoo_version": config.get("segzoo_version", __version__)}
     write_json(directory / CONFIG_FILE, config)
     save_weights(directory / WEIGHTS_FILE, model.state_dict(), half=half)
@@ -155,9 +155,7 @@ def save_checkpoint(
 
 
 def load_config(directory: str | Path) -> dict[str, Any]:
-    from segzoo.hub import resolve_checkpoint_dir  # hf://user/repo -> its folder in the Hub cache
-
-    directory = resolve_checkpoint_dir(directory)
+    """A checkpoint directory's ``config.json``, checked for the keys every loader needs."""
     config = read_json(Path(directory) / CONFIG_FILE)
     missing = [k for k in ("model", "num_classes") if k not in config]
     if missing:
@@ -169,11 +167,11 @@ def load(
     directory: str | Path, device: str | torch.device = "cpu", allow_unverified: bool = False
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model a checkpoint directory describes; returns ``(model.eval(), config)``.
-    ``allow_unverified``: see :func:`load_weights`."""
-    from segzoo.hub import resolve_checkpoint_dir  # hf://user/repo -> its folder in the Hub cache
+    ``allow_unverified``: see :func:`load_weights`. Hub checkpoints (``hf://``) load through
+    :func:`segzoo.load`, which downloads them first."""
     from segzoo.registry import create_model
 
-    directory = resolve_checkpoint_dir(directory)
+    directory = Path(directory)
     if not directory.is_dir():
         raise CheckpointError(f"{directory}: not a checkpoint directory")
     config = load_config(directory)

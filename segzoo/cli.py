@@ -6,6 +6,8 @@ import argparse
 import importlib
 import sys
 
+from segzoo.version import __version__
+
 # Modules that provide sub-commands, in the order ``segzoo --help`` lists them.
 COMMAND_MODULES = [
     "segzoo.models.cli",
@@ -21,8 +23,6 @@ COMMAND_MODULES = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from segzoo import __version__
-
     parser = argparse.ArgumentParser(
         prog="segzoo", description="Train, evaluate and compare image-segmentation models."
     )

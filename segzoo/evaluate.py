@@ -23,6 +23,7 @@ import torch
 
 from segzoo.checkpoint import METRICS_FILE, WEIGHTS_FILE, load, load_config, write_json
 from segzoo.devices import PRECISIONS, compute_recipe, device_name, resolve_device
+from segzoo.version import __version__
 
 
 def file_sha256(path: str | Path) -> str:
@@ -49,11 +50,10 @@ def evaluate_checkpoint(
     The published numbers are float32 (``precision="32-true"``), reproducible on any
     machine; ``auto`` scores the fast path the app serves (bf16 on CPUs that have it)."""
     from segzoo.data import get_dataset
+    from segzoo.hub import is_hub_uri, local_name, resolve_checkpoint_dir
     from segzoo.metrics import scores_from_confusion
     from segzoo.training.data import PreparedSamples, validation_samples
     from segzoo.training.validation import validate
-
-    from segzoo.hub import is_hub_uri, local_name, resolve_checkpoint_dir
 
     given = str(checkpoint)
     checkpoint = resolve_checkpoint_dir(checkpoint)
@@ -122,8 +122,6 @@ def evaluate_checkpoint(
         "seconds": round(seconds, 3),
         "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    from segzoo import __version__
-
     metrics["segzoo_version"] = __version__
     write_json(Path(out) if out else checkpoint / METRICS_FILE, metrics)
     return metrics
@@ -194,8 +192,6 @@ def evaluate_folder(
         "seconds": round(time.perf_counter() - start, 3),
         "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    from segzoo import __version__
-
     metrics["segzoo_version"] = __version__
     write_json(out / METRICS_FILE, metrics)
     write_csv(out / CSV_FILE, run)

@@ -41,6 +41,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from segzoo.version import __version__
+
 INPUT_NAME = "image"
 OUTPUT_NAME = "logits"
 INSTANCE_OUTPUTS = ("boxes", "labels", "scores", "masks")
@@ -149,8 +151,6 @@ def random_weights(model: nn.Module, seed: int = 0) -> nn.Module:
 
 def export_metadata(config: dict[str, Any], multiple: int = 1, extra: dict[str, Any] | None = None) -> dict[str, str]:
     """The ``metadata_props`` of an exported checkpoint: strings, JSON for lists and numbers."""
-    from segzoo import __version__
-
     task = config.get("task", "semantic")
     fields: dict[str, Any] = {
         "segzoo_version": __version__,

@@ -23,7 +23,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from segzoo.checkpoint import CONFIG_FILE, HISTORY_FILE, METRICS_FILE, WEIGHTS_FILE, CheckpointError, read_json
+from segzoo.checkpoint import (
+    CONFIG_FILE,
+    HISTORY_FILE,
+    METRICS_FILE,
+    WEIGHTS_FILE,
+    CheckpointError,
+    read_json,
+)
+from segzoo.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +139,6 @@ def download_checkpoint(
         RepositoryNotFoundError,
         RevisionNotFoundError,
     )
-
-    from segzoo import __version__
 
     ref = parse_hub_uri(uri)
     if timeout is None:

@@ -36,7 +36,14 @@ from typing import Any
 
 import pandas as pd
 
-from segzoo.checkpoint import CONFIG_FILE, METRICS_FILE, CheckpointError, atomic_write_text, read_json, write_json
+from segzoo.checkpoint import (
+    CONFIG_FILE,
+    METRICS_FILE,
+    CheckpointError,
+    atomic_write_text,
+    read_json,
+    write_json,
+)
 from segzoo.references import published
 
 COLUMNS = [

@@ -11,7 +11,12 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from segzoo.data.camvid import CamVid
-from segzoo.data.instances import InstanceDataset, Sample, boxes_from_masks, rle_for_json
+from segzoo.data.instances import (
+    InstanceDataset,
+    Sample,
+    boxes_from_masks,
+    rle_for_json,
+)
 
 # CamVid (SegNet split) label ids of the classes that are countable objects.
 CAMVID_THINGS = {8: "car", 9: "pedestrian", 10: "bicyclist"}

@@ -15,7 +15,11 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from segzoo.data.annotations import coco_segmentation_mask, find_annotation_file, split_annotation_file
+from segzoo.data.annotations import (
+    coco_segmentation_mask,
+    find_annotation_file,
+    split_annotation_file,
+)
 from segzoo.data.base import default_palette, option_hint
 from segzoo.data.instances import InstanceDataset, Sample, boxes_from_masks
 from segzoo.inference import read_image

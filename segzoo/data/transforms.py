@@ -21,7 +21,13 @@ from collections.abc import Sequence
 import torch
 from torch.utils.data import Dataset
 
-from segzoo.data.base import IMAGENET_MEAN, IMAGENET_STD, SegmentationDataset, denormalize, normalize_sample
+from segzoo.data.base import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    SegmentationDataset,
+    denormalize,
+    normalize_sample,
+)
 from segzoo.training.augment import AugmentConfig, finish_batch
 from segzoo.training.data import AugmentedSamples, PreparedSamples, SampleKey
 

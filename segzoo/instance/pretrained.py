@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from segzoo.checkpoint import save_checkpoint
+from segzoo.version import __version__
 
 COCO_DATASET = "coco2017"
 # torchvision's MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1 meta; Detectron2's MODEL_ZOO.md
@@ -26,7 +27,6 @@ def save_coco_checkpoint(
     """Download the COCO-trained Mask R-CNN R50-FPN and write it to ``out`` (weights in
     float16, config.json with the 80 class names; ``size`` is the shorter side it resizes
     photos to, as COCO evaluation does; the longer side is capped at 1333)."""
-    from segzoo import __version__
     from segzoo.instance.backends import resolve_backend
     from segzoo.instance.predict import instance_colours
     from segzoo.models.maskrcnn.torchvision_backend import coco_category_names

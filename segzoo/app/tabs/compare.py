@@ -18,7 +18,13 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from segzoo.app.catalog import Catalog, LabelSet
-from segzoo.app.compare import TABLE_COLUMNS, Comparison, ModelOutput, compare_models, read_ground_truth
+from segzoo.app.compare import (
+    TABLE_COLUMNS,
+    Comparison,
+    ModelOutput,
+    compare_models,
+    read_ground_truth,
+)
 from segzoo.app.context import PRIVATE_EVENT, AppContext, dataset_choices, model_choices
 from segzoo.app.figures import class_iou_heatmap
 from segzoo.app.store import COMPARISON_TTL_SECONDS, ComparisonStore

@@ -119,7 +119,9 @@ def build_maskrcnn_r50_fpn(
     if backend == "torchvision":
         if norm not in (None, "BN"):
             raise ValueError("norm applies to the detectron2 backend only (torchvision's v2 uses BN)")
-        from segzoo.models.maskrcnn.torchvision_backend import build_torchvision_maskrcnn
+        from segzoo.models.maskrcnn.torchvision_backend import (
+            build_torchvision_maskrcnn,
+        )
 
         detector = build_torchvision_maskrcnn(
             num_classes, weights, encoder_weights, min_size, max_size, rois_per_image, trainable_backbone_layers
