@@ -2,6 +2,7 @@
 
 Also the entry point of the Hugging Face Space (see the front matter of README.md).
 """
+
 from pathlib import Path
 
 from segzoo.app import main

@@ -43,7 +43,7 @@ import threading
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -263,7 +263,7 @@ def main() -> int:
     growth = final_mb - baseline_mb
     result = {
         "benchmark": "app resident memory under concurrent Compare requests",
-        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
         "checkpoints": str(args.checkpoints),
         "dataset": dataset,

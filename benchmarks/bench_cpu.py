@@ -32,7 +32,7 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -218,7 +218,7 @@ def main() -> int:
         "device": device_name("cpu"),
         "fast_path": f"{fast.precision}{', channels-last' if fast.channels_last else ''}",
         "torch": torch.__version__,
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "crop": list(args.crop),
         "batch": args.batch,
         "models": rows,

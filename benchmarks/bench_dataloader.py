@@ -28,7 +28,7 @@ import platform
 import resource
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -130,7 +130,7 @@ def main() -> None:
         "load_average_before": round(load_average, 2),
         "torch": torch.__version__,
         "python": platform.python_version(),
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
         "command": "python benchmarks/bench_dataloader.py " + " ".join(sys.argv[1:]),
     }
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

@@ -30,9 +30,10 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -73,8 +74,15 @@ def candidates(args: argparse.Namespace) -> list[tuple[str, str, Callable[[], tu
 
         def build(name: str) -> tuple[torch.nn.Module, dict]:
             model = random_weights(segzoo.create_model(name, num_classes=len(CAMVID_CLASSES)), seed=0).eval()
-            config = {"model": name, "task": "semantic", "num_classes": len(CAMVID_CLASSES), "dataset": "camvid",
-                      "class_names": CAMVID_CLASSES, "palette": [[0, 0, 0]] * len(CAMVID_CLASSES), **IMAGENET}  # fmt: skip
+            config = {
+                "model": name,
+                "task": "semantic",
+                "num_classes": len(CAMVID_CLASSES),
+                "dataset": "camvid",
+                "class_names": CAMVID_CLASSES,
+                "palette": [[0, 0, 0]] * len(CAMVID_CLASSES),
+                **IMAGENET,
+            }
             return model, config
 
         chosen = [(n, "random weights (seed 0)", lambda n=n: build(n)) for n in model_names("semantic")]
@@ -172,9 +180,9 @@ def main() -> None:
         "batch": 1,
         "repeats": args.repeats,
         "warmup": args.warmup,
-        "timing": f"median wall time of one {args.size[0]}x{args.size[1]} CamVid frame, forward pass and arg-max; segzoo = "
-        "compute_recipe('cpu') + predict_labels(recipe=...), onnxruntime = CPUExecutionProvider float32",
-        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "timing": f"median wall time of one {args.size[0]}x{args.size[1]} CamVid frame, forward pass and arg-max; "
+        "segzoo = compute_recipe('cpu') + predict_labels(recipe=...), onnxruntime = CPUExecutionProvider float32",
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "rows": rows,
     }
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

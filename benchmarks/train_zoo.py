@@ -23,6 +23,7 @@ default (segzoo.devices). Evaluation is at full 360x480 on the 233 test frames.
 --interim is the old reduced-resolution stand-in recipe: its checkpoints are marked
 interim in their config and on the leaderboard.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -100,7 +101,8 @@ def update_readme(readme: Path, leaderboard: Path) -> None:
             f"{_fmt(row['reference_miou'], '.1f', 100)} | "
             f"{_fmt(row['mdice'], '.1f', 100)} | {_fmt(row['pixel_accuracy'], '.1f', 100)} | "
             f"{_fmt(row['mask_ap'], '.1f', 100)} | {_fmt(row['params'], '.1f', 1e-6)} M | "
-            f"{_fmt(row['gflops'], '.1f')} | {_fmt(row['latency_ms'], '.0f')} / {_fmt(row['latency_ms_float32'], '.0f')} | "
+            f"{_fmt(row['gflops'], '.1f')} | "
+            f"{_fmt(row['latency_ms'], '.0f')} / {_fmt(row['latency_ms_float32'], '.0f')} | "
             f"{_fmt(row['train_hours'], '.1f')}, {_fmt(row['train_epochs'], '.0f')} | {note} |"
         )
     text = readme.read_text(encoding="utf-8")
@@ -144,7 +146,8 @@ def main() -> int:
     parser.add_argument("--interim", action="store_true", help="reduced-resolution CPU recipe")
     parser.add_argument("--force", action="store_true", help="retrain models that have metrics")
     parser.add_argument(
-        "--readme-only", action="store_true",
+        "--readme-only",
+        action="store_true",
         help="only refresh the regression records and the README table of trained checkpoints",
     )
     args = parser.parse_args()

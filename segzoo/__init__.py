@@ -1,4 +1,5 @@
 """segzoo: a zoo of image-segmentation models, their training, evaluation and a Gradio app."""
+
 from __future__ import annotations
 
 from segzoo.registry import (

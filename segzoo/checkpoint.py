@@ -17,6 +17,7 @@ A checkpoint is a directory::
 Nothing is pickled. Every file is written to a temporary name and renamed into place, so
 a process killed at any moment leaves the old file or the new one, never a torn one.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -143,9 +144,7 @@ def load_weights(
     return {k: v.to(device) for k, v in tensors.items()}
 
 
-def save_checkpoint(
-    directory: str | Path, model: nn.Module, config: dict[str, Any], half: bool = True
-) -> Path:
+def save_checkpoint(directory: str | Path, model: nn.Module, config: dict[str, Any], half: bool = True) -> Path:
     """Write ``config.json`` and ``model.safetensors`` into ``directory``."""
     directory = Path(directory)
     config = {**config, "segzoo_version": config.get("segzoo_version", __version__)}

@@ -1,5 +1,6 @@
 """The ``segzoo`` command line. Each sub-command lives next to the code it drives and
 adds itself through an ``add_subparser(subparsers)`` function in its module."""
+
 from __future__ import annotations
 
 import argparse

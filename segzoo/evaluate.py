@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +120,7 @@ def evaluate_checkpoint(
         "precision": recipe.precision,
         "channels_last": recipe.channels_last,
         "seconds": round(seconds, 3),
-        "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "evaluated_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     metrics["segzoo_version"] = __version__
     write_json(Path(out) if out else checkpoint / METRICS_FILE, metrics)
@@ -190,7 +190,7 @@ def evaluate_folder(
         "device_name": device_name(recipe.device),
         "precision": recipe.precision,
         "seconds": round(time.perf_counter() - start, 3),
-        "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "evaluated_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     metrics["segzoo_version"] = __version__
     write_json(out / METRICS_FILE, metrics)
@@ -203,8 +203,16 @@ def _run_folder(args: argparse.Namespace) -> int:
 
     if not args.masks:
         raise ValueError("--images needs --masks DIR (the ground truth, matched by file stem)")
-    metrics, run = evaluate_folder(args.checkpoint, args.images, args.masks, out=args.out, device=args.device,
-                                   precision=args.precision, max_side=args.max_side, progress=args.progress)  # fmt: skip
+    metrics, run = evaluate_folder(
+        args.checkpoint,
+        args.images,
+        args.masks,
+        out=args.out,
+        device=args.device,
+        precision=args.precision,
+        max_side=args.max_side,
+        progress=args.progress,
+    )
     metrics["split"] = f"{metrics['num_images']} images from {', '.join(metrics['images'])}"
     print_metrics(metrics)
     out = Path(args.out or FOLDER_OUT)
@@ -254,8 +262,11 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
         description="Per-class IoU, mIoU, Dice, pixel accuracy, mean class accuracy, frequency-weighted "
         "IoU and the confusion matrix of a checkpoint on a split, written to CKPT/metrics.json.",
     )
-    p.add_argument("checkpoint", metavar="CKPT",
-                   help="checkpoint directory (with model.safetensors, config.json) or hf://user/repo[/subfolder]")  # fmt: skip
+    p.add_argument(
+        "checkpoint",
+        metavar="CKPT",
+        help="checkpoint directory (with model.safetensors, config.json) or hf://user/repo[/subfolder]",
+    )
     p.add_argument("--split", default="test", help="split to score (default: test)")
     p.add_argument("--data-root", help="data folder (default: the one recorded at training time)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
@@ -264,13 +275,23 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
                    help="32-true: the reference float32 numbers (default); auto: the device's fast path, "
                    "as served by the app")  # fmt: skip
     p.add_argument("--num-workers", type=int, default=0, help="data-loading processes (default: 0)")
-    p.add_argument("--out", help="where to write the metrics (default: CKPT/metrics.json; "
-                   "./<user>--<repo>.metrics.json for hf://); with --images a folder for metrics.json and "
-                   "predictions.csv (default: evaluation/)")
-    p.add_argument("--images", metavar="IMAGE", nargs="+",
-                   help="score these photos (files, folders, globs) instead of a data set split; needs --masks")
-    p.add_argument("--masks", metavar="DIR", help="with --images: ground-truth masks, <stem>.png (class indices or "
-                   "the palette's colours)")
+    p.add_argument(
+        "--out",
+        help="where to write the metrics (default: CKPT/metrics.json; "
+        "./<user>--<repo>.metrics.json for hf://); with --images a folder for metrics.json and "
+        "predictions.csv (default: evaluation/)",
+    )
+    p.add_argument(
+        "--images",
+        metavar="IMAGE",
+        nargs="+",
+        help="score these photos (files, folders, globs) instead of a data set split; needs --masks",
+    )
+    p.add_argument(
+        "--masks",
+        metavar="DIR",
+        help="with --images: ground-truth masks, <stem>.png (class indices or the palette's colours)",
+    )
     p.add_argument("--max-side", type=int, help="with --images: downscale longer sides beyond this (default: to "
                    "the scale the model was trained at)")  # fmt: skip
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")

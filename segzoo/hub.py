@@ -66,7 +66,7 @@ def is_hub_uri(path: str | Path) -> bool:
 def parse_hub_uri(uri: str | Path) -> HubCheckpoint:
     """``hf://user/repo[@revision][/sub/folder]`` -> :class:`HubCheckpoint`."""
     text = str(uri)
-    rest = text[len(SCHEME):] if text.startswith(SCHEME) else text[len("hf:/"):]
+    rest = text[len(SCHEME) :] if text.startswith(SCHEME) else text[len("hf:/") :]
     parts = [p for p in rest.split("/") if p]
     if len(parts) < 2:
         raise ValueError(f"{text}: expected hf://<user>/<repo>[/<subfolder>]")
@@ -244,8 +244,13 @@ def _card_data(config: dict[str, Any], metrics: dict[str, Any], family: str) -> 
     return ModelCardData(
         library_name="segzoo",
         pipeline_tag="image-segmentation",
-        tags=["image-segmentation", f"{task}-segmentation", "segzoo", family.lower().replace(" ", "-"),
-              config["model"]],  # fmt: skip
+        tags=[
+            "image-segmentation",
+            f"{task}-segmentation",
+            "segzoo",
+            family.lower().replace(" ", "-"),
+            config["model"],
+        ],  # fmt: skip
         datasets=[dataset],
         metrics=[m for m, _, v in scores if isinstance(v, (int, float))] or None,
         model_name=f"segzoo {config['model']} ({dataset})",

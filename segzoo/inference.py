@@ -1,11 +1,12 @@
 """Turn a photo into a mask: reading untrusted images, pre-processing, colouring."""
+
 from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence, Union
 
 import cv2
 import numpy as np
@@ -17,7 +18,7 @@ from segzoo.devices import ComputeRecipe
 
 log = logging.getLogger(__name__)
 
-ImageSource = Union[str, Path, bytes, np.ndarray, Image.Image]
+ImageSource = str | Path | bytes | np.ndarray | Image.Image
 
 # 40 megapixels: larger than any camera photo people upload, small enough that decoding
 # it cannot exhaust memory (a 20000 x 20000 image would need 1.2 GB as RGB).
@@ -252,9 +253,9 @@ def predict_labels(
             logits = model(recipe.prepare_input(x))
     labels = logits.argmax(dim=1)[0].to(torch.uint8)
     if out_size is not None and tuple(labels.shape) != tuple(out_size):
-        labels = torch.nn.functional.interpolate(
-            labels[None, None].float(), size=out_size, mode="nearest"
-        )[0, 0].to(torch.uint8)
+        labels = torch.nn.functional.interpolate(labels[None, None].float(), size=out_size, mode="nearest")[0, 0].to(
+            torch.uint8
+        )
     return labels.cpu().numpy()
 
 
@@ -281,9 +282,7 @@ def colorize(mask: np.ndarray, palette: Sequence[Sequence[int]]) -> np.ndarray:
     return lut[mask.astype(np.uint8)]
 
 
-def overlay(
-    image: np.ndarray, mask: np.ndarray, palette: Sequence[Sequence[int]], alpha: float = 0.5
-) -> np.ndarray:
+def overlay(image: np.ndarray, mask: np.ndarray, palette: Sequence[Sequence[int]], alpha: float = 0.5) -> np.ndarray:
     """Blend the coloured mask over the image with opacity ``alpha`` (0 = image only)."""
     colours = colorize(mask, palette).astype(np.float32)
     blended = (1.0 - alpha) * image.astype(np.float32) + alpha * colours

@@ -30,7 +30,7 @@ import hashlib
 import json
 import math
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -219,7 +219,7 @@ def build_leaderboard(
     write_json(
         out / "leaderboard.json",
         {
-            "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "gflops": GFLOPS_CONVENTION,
             "latency": f"median of {latency_runs} batch-1 passes (forward and arg-max) at input_size after one "
             "warm-up: latency_ms as served (latency_precision), latency_ms_float32 in float32 eager",

@@ -19,6 +19,7 @@ focal loss is the softmax one of Lin et al. (reduces exactly to cross-entropy at
 Dice and Tversky are "batch" scores: true/false positives are summed over every valid pixel of the
 whole batch before the per-class ratio is taken, which is steadier than averaging per image.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -64,9 +65,7 @@ def _check_inputs(logits: torch.Tensor, target: torch.Tensor, ignore_index: int 
     num_classes = logits.shape[1]
     if low < 0 or high >= num_classes:
         bad = low if low < 0 else high
-        raise ValueError(
-            f"target holds label {bad}, outside [0, {num_classes}) and not ignore_index={ignore_index}"
-        )
+        raise ValueError(f"target holds label {bad}, outside [0, {num_classes}) and not ignore_index={ignore_index}")
 
 
 def _as_weights(class_weights: ClassWeights) -> torch.Tensor | None:

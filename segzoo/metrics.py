@@ -15,6 +15,7 @@ Conventions (the same as torchmetrics' ``MulticlassJaccardIndex``, ``average="ma
 few scalars (the label check) reach the CPU. :func:`scores_from_confusion` is a pure function, for evaluation
 code and for the app's per-image IoU against an uploaded ground truth.
 """
+
 from __future__ import annotations
 
 import math
@@ -148,9 +149,7 @@ def _check_labels(labels: torch.Tensor, num_classes: int, ignore_index: int | No
     low, high = torch.stack(torch.aminmax(labels)).tolist()
     if low < 0 or high >= num_classes:
         bad = low if low < 0 else high
-        raise ValueError(
-            f"{what} holds label {bad}, outside [0, {num_classes}) and not ignore_index={ignore_index}"
-        )
+        raise ValueError(f"{what} holds label {bad}, outside [0, {num_classes}) and not ignore_index={ignore_index}")
 
 
 def _as_labels(preds: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:

@@ -19,9 +19,10 @@ import io
 import math
 import sys
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,9 +30,9 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from segzoo.checkpoint import atomic_write, atomic_write_text, load, load_config
+from segzoo.data.base import IMAGE_EXTENSIONS, is_image_file
 from segzoo.devices import PRECISIONS, compute_recipe
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 CSV_FILE = "predictions.csv"
 # Ground-truth masks are found by the photo's stem, as <stem>.png or, for masks kept beside
 # their photos (as in examples/), <stem>.mask.png or <stem>_mask.png.
@@ -57,10 +58,6 @@ def training_scale(image: np.ndarray, config: dict[str, Any], fallback: int = 10
 # ---------------------------------------------------------------------------- inputs
 
 
-def _is_image(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
-
-
 def _is_mask_name(path: Path) -> bool:
     return path.suffix.lower() == ".png" and path.stem.endswith(MASK_MARKERS)
 
@@ -75,15 +72,15 @@ def expand_inputs(items: Iterable[str | Path]) -> list[Path]:
     for item in items:
         path = Path(item)
         if path.is_dir():
-            images = [p for p in sorted(path.iterdir()) if p.is_file() and _is_image(p) and not _is_mask_name(p)]
+            images = [p for p in sorted(path.iterdir()) if p.is_file() and is_image_file(p) and not _is_mask_name(p)]
             if not images:
-                raise FileNotFoundError(f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+                raise FileNotFoundError(f"{path}: no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder")
             found += images
         elif glob.has_magic(str(item)):
             matches = [Path(m) for m in sorted(glob.glob(str(item), recursive=True))]
-            images = [p for p in matches if p.is_file() and _is_image(p)]
+            images = [p for p in matches if p.is_file() and is_image_file(p)]
             for folder in (p for p in matches if p.is_dir()):
-                images += [p for p in sorted(folder.iterdir()) if p.is_file() and _is_image(p)]
+                images += [p for p in sorted(folder.iterdir()) if p.is_file() and is_image_file(p)]
             if not images:
                 raise FileNotFoundError(f"{item}: no image matches this pattern")
             found += images
@@ -100,7 +97,7 @@ def index_masks(masks_dir: str | Path) -> dict[str, Path]:
         raise FileNotFoundError(f"{masks_dir}: mask folder not found (--masks)")
     index: dict[str, Path] = {}
     for path in sorted(masks_dir.iterdir(), key=lambda p: (p.suffix.lower() != ".png", p.name)):
-        if not (path.is_file() and _is_image(path)):
+        if not (path.is_file() and is_image_file(path)):
             continue
         stem = path.stem
         for marker in MASK_MARKERS:

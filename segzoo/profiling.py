@@ -66,6 +66,7 @@ def latency_ms(
         def forward() -> Any:
             return predict_labels(model, x, recipe=recipe)
     else:
+
         def forward() -> Any:
             return model(x)
 

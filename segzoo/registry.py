@@ -4,10 +4,12 @@ Architectures register a builder with :func:`register_model`; users call
 :func:`create_model` and :func:`list_models`. Semantic models return logits of shape
 ``N x num_classes x H x W`` for any input size (see :mod:`segzoo.models.padding`).
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import torch.nn as nn
 
@@ -81,9 +83,7 @@ def create_model(
     spec = get_spec(name)
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-    return spec.builder(
-        num_classes=num_classes, in_channels=in_channels, encoder_weights=encoder_weights, **kwargs
-    )
+    return spec.builder(num_classes=num_classes, in_channels=in_channels, encoder_weights=encoder_weights, **kwargs)
 
 
 def count_parameters(model: nn.Module) -> int:

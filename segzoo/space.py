@@ -35,9 +35,7 @@ def project_root() -> Path:
 
 def find_checkpoints(checkpoints: Path) -> list[Path]:
     """``<checkpoints>/<dataset>/<model>/`` folders holding a config and weights, sorted."""
-    return sorted(
-        p.parent for p in checkpoints.glob(f"*/*/{CONFIG_FILE}") if (p.parent / WEIGHTS_FILE).is_file()
-    )
+    return sorted(p.parent for p in checkpoints.glob(f"*/*/{CONFIG_FILE}") if (p.parent / WEIGHTS_FILE).is_file())
 
 
 def select_space_files(root: Path, checkpoints: Path | None = None) -> dict[str, Path]:

@@ -14,6 +14,7 @@ import json
 from dataclasses import fields
 from typing import Any
 
+from segzoo.data import dataset_names
 from segzoo.data.cli import key_value
 from segzoo.training.defaults import DATASET_DEFAULTS
 
@@ -63,7 +64,10 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
     what.add_argument("--model-kwargs", type=_json_object, default={}, metavar="JSON",
                       help="extra builder arguments, e.g. '{\"base_channels\": 32}' for unet")  # fmt: skip
     what.add_argument(
-        "--dataset", required=True, help="camvid, oxford_pet, voc2012 or folder (instance models: their data sets)"
+        "--dataset",
+        required=True,
+        help=f"semantic models: {', '.join(dataset_names('semantic'))}; instance models: "
+        f"{', '.join(dataset_names('instance'))}",
     )
     what.add_argument("--data-root", required=True, help="folder holding the data set, e.g. ../shared/datasets/camvid")
     what.add_argument("--dataset-option", type=key_value, action="append", default=[], metavar="KEY=VALUE",
@@ -73,9 +77,12 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
     what.add_argument("--out", help="checkpoint directory (default: checkpoints/<dataset>/<model>)")
     what.add_argument("--encoder-weights", choices=["none", "imagenet"], default="none",
                       help="start the encoder from ImageNet weights (downloads them; default: none)")  # fmt: skip
-    what.add_argument("--init-from", metavar="CKPT",
-                      help="start from this checkpoint's weights (a new run: fine-tuning, or continuing a run "
-                      "whose resume state is lost); a classifier for another class count is re-initialised")  # fmt: skip
+    what.add_argument(
+        "--init-from",
+        metavar="CKPT",
+        help="start from this checkpoint's weights (a new run: fine-tuning, or continuing a run "
+        "whose resume state is lost); a classifier for another class count is re-initialised",
+    )
     what.add_argument("--interim", action="store_true",
                       help="mark the checkpoint as an interim stand-in (e.g. reduced resolution on CPU)")  # fmt: skip
 
@@ -98,8 +105,13 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
     opt.add_argument("--focal-gamma", type=float, default=2.0, help="focal loss exponent (default: 2)")
     opt.add_argument("--class-weights", choices=["none", "median"], default="none",
                      help="weight the loss by median-frequency class balancing (default: none)")  # fmt: skip
-    opt.add_argument("--ema-decay", type=float, default=0.0, metavar="DECAY",
-                     help="validate and save an exponential moving average of the weights, e.g. 0.999 (default: off)")  # fmt: skip
+    opt.add_argument(
+        "--ema-decay",
+        type=float,
+        default=0.0,
+        metavar="DECAY",
+        help="validate and save an exponential moving average of the weights, e.g. 0.999 (default: off)",
+    )
     opt.add_argument("--val-every", type=int, default=1, metavar="N",
                      help="validate every N epochs and after the last one (default: 1)")  # fmt: skip
     opt.add_argument("--early-stopping", type=_optional_int, metavar="PATIENCE",

@@ -4,6 +4,7 @@ running server driven through its API with gradio_client.
 Every test makes its own tiny checkpoints (a 3-class "shapes" label set) in a temporary
 folder, so none needs trained models or the shared data sets.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -123,8 +124,18 @@ def app_args(checkpoints: Path, tmp: Path, **overrides: object) -> argparse.Name
     from segzoo.app import parse_args
 
     args = parse_args(
-        ["--checkpoints", str(checkpoints), "--leaderboard", str(tmp / "absent.json"), "--host", "127.0.0.1",
-         "--port", str(free_port()), "--cache-size", "4"],
+        [
+            "--checkpoints",
+            str(checkpoints),
+            "--leaderboard",
+            str(tmp / "absent.json"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(free_port()),
+            "--cache-size",
+            "4",
+        ],
         root=Path(__file__).resolve().parents[1],
     )
     for key, value in overrides.items():
@@ -359,12 +370,14 @@ class FakeMaskRCNN(nn.Module):
         masks = torch.zeros(2, 1, h, w)
         masks[0, 0, : h // 2, : w // 2] = 1
         masks[1, 0, h // 2 :, w // 2 :] = 1
-        return [{
-            "boxes": torch.tensor([[0, 0, w / 2, h / 2], [w / 2, h / 2, w - 1, h - 1]]),
-            "labels": torch.tensor([1, 2]),  # 1-based: background is 0
-            "scores": torch.tensor([0.9, 0.3]),
-            "masks": masks,
-        }]
+        return [
+            {
+                "boxes": torch.tensor([[0, 0, w / 2, h / 2], [w / 2, h / 2, w - 1, h - 1]]),
+                "labels": torch.tensor([1, 2]),  # 1-based: background is 0
+                "scores": torch.tensor([0.9, 0.3]),
+                "masks": masks,
+            }
+        ]
 
 
 def test_instance_models_are_drawn_as_instances(tmp_path: Path) -> None:
@@ -480,8 +493,18 @@ def test_leaderboard_file_rows_come_first_and_are_completed_from_checkpoints(tmp
 
     make_tiny_checkpoints(tmp_path / "checkpoints")
     rows = [
-        {"dataset": "shapes", "model": "unet", "family": "UNet", "interim": False, "miou": 0.55, "latency_ms": 7.0,
-         "gflops": 0.3, "params": 1234, "latency_device": "cpu", "checkpoint": "checkpoints/shapes/unet"},
+        {
+            "dataset": "shapes",
+            "model": "unet",
+            "family": "UNet",
+            "interim": False,
+            "miou": 0.55,
+            "latency_ms": 7.0,
+            "gflops": 0.3,
+            "params": 1234,
+            "latency_device": "cpu",
+            "checkpoint": "checkpoints/shapes/unet",
+        },
         {"dataset": "shapes", "model": "segnet", "family": "SegNet", "interim": False, "miou": 0.6},  # not shipped
     ]
     path = tmp_path / "leaderboard.json"
@@ -713,7 +736,12 @@ def test_api_documents_the_compare_endpoint(served_app) -> None:  # noqa: ANN001
     info = client.view_api(print_info=False, return_format="dict")
     endpoint = info["named_endpoints"]["/compare"]
     assert [p["parameter_name"] for p in endpoint["parameters"]] == [
-        "image", "dataset", "models", "opacity", "ground_truth", "score_threshold"
+        "image",
+        "dataset",
+        "models",
+        "opacity",
+        "ground_truth",
+        "score_threshold",
     ]
     assert len(endpoint["returns"]) == 4  # the session state is not part of the API
     class_iou = info["named_endpoints"]["/class_iou"]
@@ -735,7 +763,12 @@ def test_app_serves_a_page_with_zero_checkpoints(tmp_path: Path) -> None:
             assert response.status == 200
         with pytest.raises(AppError, match="No trained model found"):
             Client(url, verbose=False).predict(
-                image=None, dataset=None, models=[], opacity=0.5, ground_truth=None, score_threshold=0.5,
+                image=None,
+                dataset=None,
+                models=[],
+                opacity=0.5,
+                ground_truth=None,
+                score_threshold=0.5,
                 api_name="/compare",
             )
     finally:

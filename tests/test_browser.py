@@ -6,6 +6,7 @@ Screenshots go to ``test-output/browser/``; with ``SEGZOO_UPDATE_SCREENSHOTS=1``
 ``docs/screenshots/`` (the README's). The app serves the trained checkpoints in
 ``$SEGZOO_CHECKPOINTS`` or ``checkpoints/`` when there are any, otherwise tiny ones made here.
 """
+
 from __future__ import annotations
 
 import os
@@ -62,9 +63,16 @@ def browser(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - a selen
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in (
-        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--disable-dev-shm-usage", f"--window-size={WIDTH},1000",
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--window-size={WIDTH},1000",
         f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
     ):
         options.add_argument(flag)

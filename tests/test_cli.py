@@ -79,8 +79,22 @@ def test_train_builds_each_task_its_typed_config() -> None:
     from segzoo.training import TrainConfig
 
     parser = _train_parser()
-    args = parser.parse_args(_train_args("--model", "unet", "--size", "64", "96", "--dataset-option", "a=1",
-                                         "--no-augment", "--encoder-weights", "none", "--ema-decay", "0.99"))  # fmt: skip
+    args = parser.parse_args(
+        _train_args(
+            "--model",
+            "unet",
+            "--size",
+            "64",
+            "96",
+            "--dataset-option",
+            "a=1",
+            "--no-augment",
+            "--encoder-weights",
+            "none",
+            "--ema-decay",
+            "0.99",
+        )
+    )
     cfg = config_from_args(args, parser)
     assert isinstance(cfg, TrainConfig) and cfg.size == (64, 96) and cfg.dataset_options == {"a": 1}
     assert cfg.augment is False and cfg.encoder_weights is None and cfg.ema_decay == 0.99

@@ -133,7 +133,10 @@ def test_metadata_records_normalisation_classes_and_palette(tiny_export) -> None
     assert [proto.graph.input[0].name, proto.graph.output[0].name] == ["image", "logits"]
     assert dims == ["batch", "", "height", "width"]
     assert [d.dim_param or d.dim_value for d in proto.graph.output[0].type.tensor_type.shape.dim] == [
-        "batch", 11, "height", "width"
+        "batch",
+        11,
+        "height",
+        "width",
     ]
 
 
@@ -151,7 +154,9 @@ def test_a_wrong_export_is_refused(tiny_export, tmp_path, monkeypatch) -> None:
     checkpoint, _, _ = tiny_export
     # Labels shifted by one class stand in for a broken export: the check must catch it.
     original = OnnxSegmenter.predict_labels
-    monkeypatch.setattr(OnnxSegmenter, "predict_labels", lambda self, x, out_size=None: (original(self, x, out_size) + 1) % 11)
+    monkeypatch.setattr(
+        OnnxSegmenter, "predict_labels", lambda self, x, out_size=None: (original(self, x, out_size) + 1) % 11
+    )
     with pytest.raises(ExportError, match="agree with PyTorch's on only"):
         export_checkpoint(checkpoint, out=tmp_path / "bad.onnx")
 

@@ -18,14 +18,13 @@ import huggingface_hub
 import numpy as np
 import pytest
 import torch
+from conftest import RecordingHfApi
 from huggingface_hub import ModelCard, constants, scan_cache_dir
 
 import segzoo
 import segzoo.hub as hub
 from segzoo.checkpoint import CheckpointError, save_checkpoint, write_json
 from segzoo.cli import main
-
-from conftest import RecordingHfApi
 
 CLASSES = ["background", "square", "disk"]
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -55,9 +54,18 @@ def shapes_config() -> dict:
 def checkpoint(tmp_path) -> Path:
     model = segzoo.create_model("unet", num_classes=3, base_channels=8)
     directory = save_checkpoint(tmp_path / "ckpt", model, shapes_config())
-    write_json(directory / "metrics.json", {"miou": 0.5731, "mdice": 0.66, "pixel_accuracy": 0.91,
-                                            "mean_class_accuracy": 0.7, "split": "test", "num_images": 20,
-                                            "per_class_iou": {"background": 0.9, "square": 0.5, "disk": 0.32}})  # fmt: skip
+    write_json(
+        directory / "metrics.json",
+        {
+            "miou": 0.5731,
+            "mdice": 0.66,
+            "pixel_accuracy": 0.91,
+            "mean_class_accuracy": 0.7,
+            "split": "test",
+            "num_images": 20,
+            "per_class_iou": {"background": 0.9, "square": 0.5, "disk": 0.32},
+        },
+    )
     (directory / "history.csv").write_text("epoch,train_loss\n1,0.5\n")
     return directory
 
@@ -133,8 +141,10 @@ def test_load_from_the_cache_offline(checkpoint, hf_cache) -> None:
     cache_repo(hf_cache, "alice/shapes-unet", checkpoint_files(checkpoint))
     # The layout is the library's own: huggingface_hub's cache scanner reads it back.
     repos = {r.repo_id: r for r in scan_cache_dir(hf_cache).repos}
-    assert {f.file_name for r in repos["alice/shapes-unet"].revisions for f in r.files} >= {"config.json",
-                                                                                           "model.safetensors"}
+    assert {f.file_name for r in repos["alice/shapes-unet"].revisions for f in r.files} >= {
+        "config.json",
+        "model.safetensors",
+    }
     model, config = segzoo.load("hf://alice/shapes-unet")
     expected, _ = segzoo.load(checkpoint)
     assert config["class_names"] == CLASSES and not model.training
@@ -278,8 +288,9 @@ def test_push_uploads_the_checkpoint_with_its_card(checkpoint, monkeypatch, hf_c
     assert kwargs == {"private": True, "exist_ok": True, "repo_type": "model"}
     assert upload == "upload_folder" and upload_kwargs["repo_id"] == "alice/zoo"
     assert upload_kwargs["path_in_repo"] == "shapes/unet" and upload_kwargs["repo_type"] == "model"
-    assert set(api.uploaded) == {f"shapes/unet/{n}" for n in
-                                 ("config.json", "model.safetensors", "metrics.json", "history.csv", "README.md")}
+    assert set(api.uploaded) == {
+        f"shapes/unet/{n}" for n in ("config.json", "model.safetensors", "metrics.json", "history.csv", "README.md")
+    }
     assert api.uploaded["shapes/unet/model.safetensors"] == (checkpoint / "model.safetensors").read_bytes()
     assert api.uploaded["shapes/unet/README.md"].decode() == hub.model_card_text(checkpoint, "alice/zoo", "shapes/unet")
     # What was uploaded is a checkpoint hf:// loads.
@@ -294,7 +305,8 @@ def test_push_refuses_a_folder_that_is_not_a_checkpoint(tmp_path) -> None:
 
 
 def test_evaluate_a_hub_checkpoint_writes_beside_not_into_the_cache(hf_cache, tmp_path, monkeypatch, capsys) -> None:
-    from segzoo.training.synthetic import CLASSES as SYNTHETIC, make_synthetic_folder
+    from segzoo.training.synthetic import CLASSES as SYNTHETIC
+    from segzoo.training.synthetic import make_synthetic_folder
 
     data = make_synthetic_folder(tmp_path / "data", num_train=2, num_val=2, size=(32, 48))
     config = {**shapes_config(), "num_classes": 4, "class_names": list(SYNTHETIC), "dataset": "folder",

@@ -1,4 +1,5 @@
 """Instance data sets: COCO folders (synthetic and fruits-nuts) and CamVid connected components."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """COCO AP and rasterised thing-class IoU, checked with oracle and spoiled "models"."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,7 +10,7 @@ import torch
 import torch.nn as nn
 from test_instance_data import make_camvid_folder, make_coco_folder
 
-from segzoo.instance.data import get_instance_dataset
+from segzoo.data import get_instance_dataset
 from segzoo.instance.evaluate import coco_ap, detections_to_coco, evaluate_model, paint_instances
 
 

@@ -1,4 +1,5 @@
 """predict_instances (filtering, ordering, 0-based labels) and draw_instances."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -17,6 +17,7 @@ from segzoo.registry import create_model
 from segzoo.training import TrainConfig, fit
 from segzoo.training.synthetic import make_synthetic_folder
 
+
 def fake_checkpoint(directory: Path, model: str, miou: float, interim: bool = False, partial: bool = False,
                     **model_kwargs) -> None:  # fmt: skip
     """A checkpoint with made-up metrics: enough for the leaderboard, no training needed."""

@@ -1,4 +1,5 @@
 """segzoo.losses: hand-computed values, ignore_index invariance, options and bad input."""
+
 from __future__ import annotations
 
 import math
@@ -37,9 +38,7 @@ def three_class_batch() -> tuple[torch.Tensor, torch.Tensor]:
     pixel b: logits (0, ln 2, 0) -> p = (1/4, 1/2, 1/4), label 1
     pixel c: logits (0, 0, 0)    -> p = (1/3, 1/3, 1/3), label 1
     """
-    logits = torch.tensor(
-        [[[[LN2, 0.0, 0.0]], [[0.0, LN2, 0.0]], [[0.0, 0.0, 0.0]]]], dtype=torch.float64
-    )
+    logits = torch.tensor([[[[LN2, 0.0, 0.0]], [[0.0, LN2, 0.0]], [[0.0, 0.0, 0.0]]]], dtype=torch.float64)
     target = torch.tensor([[[0, 1, 1]]])
     return logits, target
 

@@ -4,6 +4,7 @@ Images are small (longest side 128-256) and few proposals train the heads (torch
 v2 heads are convolutional: their cost grows with ``rois_per_image``), so a CPU iteration
 takes about a second.
 """
+
 from __future__ import annotations
 
 import csv
@@ -17,8 +18,9 @@ import torch
 from test_instance_data import make_coco_folder
 
 import segzoo
+from segzoo.data import get_instance_dataset
+from segzoo.data.instances import collate_instances
 from segzoo.instance import backends
-from segzoo.instance.data import collate_instances, get_instance_dataset
 from segzoo.instance.train import InstanceTrainConfig
 from segzoo.registry import count_parameters
 
@@ -75,8 +77,9 @@ def test_coco_weights_fail_fast_offline(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_coco_predictors_are_sliced_to_the_80_categories() -> None:
-    from segzoo.models.maskrcnn.torchvision_backend import _fit_coco_predictors, coco_category_names
     from torchvision.models.detection import MaskRCNN_ResNet50_FPN_V2_Weights
+
+    from segzoo.models.maskrcnn.torchvision_backend import _fit_coco_predictors, coco_category_names
 
     categories = MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1.meta["categories"]
     assert len(categories) == 91 and len(coco_category_names()) == 80

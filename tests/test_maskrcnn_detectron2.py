@@ -1,5 +1,6 @@
 """Mask R-CNN, Detectron2 backend: the torchvision tests' twins, skipped (with the reason)
 where Detectron2 is not installed (see docs/detectron2.md)."""
+
 from __future__ import annotations
 
 import csv
@@ -13,8 +14,9 @@ from test_instance_data import make_coco_folder
 from test_maskrcnn import _fixed_batch_losses, _train_args
 
 import segzoo
+from segzoo.data import get_instance_dataset
+from segzoo.data.instances import collate_instances
 from segzoo.instance.backends import detectron2_unavailable_reason
-from segzoo.instance.data import collate_instances, get_instance_dataset
 
 REASON = detectron2_unavailable_reason()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=REASON or "")

@@ -1,4 +1,5 @@
 """segzoo.metrics: hand-computed confusion matrices and scores, streaming, torchmetrics agreement."""
+
 from __future__ import annotations
 
 import json
@@ -138,9 +139,7 @@ def test_counts_are_exact_int64() -> None:
 
 
 # ---------------------------------------------------------------- torchmetrics
-@pytest.mark.parametrize(
-    ("num_classes", "ignore_index"), [(2, None), (5, None), (11, 11), (21, 255), (6, 2)]
-)
+@pytest.mark.parametrize(("num_classes", "ignore_index"), [(2, None), (5, None), (11, 11), (21, 255), (6, 2)])
 def test_agrees_with_torchmetrics_jaccard(num_classes: int, ignore_index: int | None) -> None:
     ours = ConfusionMatrix(num_classes, ignore_index=ignore_index)
     theirs = MulticlassJaccardIndex(num_classes, average=None, ignore_index=ignore_index)
@@ -211,7 +210,13 @@ def test_to_dict_is_plain_json_with_null_for_nan() -> None:
     assert data["miou"] == pytest.approx(0.5)
     assert data["confusion_matrix"][1] == [0, 1, 0, 1]
     assert set(data) == {
-        "miou", "mdice", "pixel_accuracy", "mean_class_accuracy", "fw_iou", "per_class", "class_names",
+        "miou",
+        "mdice",
+        "pixel_accuracy",
+        "mean_class_accuracy",
+        "fw_iou",
+        "per_class",
+        "class_names",
         "confusion_matrix",
     }
     assert list(scores.to_dict()["per_class"]) == ["0", "1", "2", "3"]

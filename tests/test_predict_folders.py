@@ -84,7 +84,11 @@ def test_folder_with_an_unreadable_file(checkpoint, data, tmp_path, capsys) -> N
         assert float(row["miou"]) == pytest.approx(miou, abs=1e-6)
         assert float(row["pixel_accuracy"]) == pytest.approx(accuracy, abs=1e-6)
         for name, value in zip(NAMES, iou):
-            assert (row[f"iou_{name}"] == "") if np.isnan(value) else float(row[f"iou_{name}"]) == pytest.approx(value, abs=1e-6)
+            assert (
+                (row[f"iou_{name}"] == "")
+                if np.isnan(value)
+                else float(row[f"iou_{name}"]) == pytest.approx(value, abs=1e-6)
+            )
         labels_seen |= set(np.unique(labels).tolist())
     assert len(labels_seen) >= 2  # the scores are not those of a constant prediction
 

@@ -124,8 +124,9 @@ def test_evaluate_scores_palette_masks_like_their_rgb_twins(tmp_path: Path) -> N
     }  # fmt: skip
     save_checkpoint(tmp_path / "ckpt", create_model("unet", num_classes=3, base_channels=4), config)
     scores = {
-        name: evaluate_checkpoint(tmp_path / "ckpt", "all", data_root=root, device="cpu", progress=False,
-                                  out=tmp_path / f"{name}.json")  # fmt: skip
+        name: evaluate_checkpoint(
+            tmp_path / "ckpt", "all", data_root=root, device="cpu", progress=False, out=tmp_path / f"{name}.json"
+        )  # fmt: skip
         for name, root in (("rgb", rgb_root), ("palette", palette_root))
     }
     assert scores["palette"]["confusion_matrix"] == scores["rgb"]["confusion_matrix"]
@@ -293,8 +294,16 @@ def test_roboflow_coco_folders_load_with_the_split_from_the_folders(tmp_path: Pa
         coco = {
             "images": images,
             "categories": [{"id": 0, "name": "cells"}, {"id": 1, "name": "cell"}],
-            "annotations": [{"id": 1, "image_id": 0, "category_id": 1, "segmentation": [[2, 2, 12, 2, 12, 12, 2, 12]],
-                             "area": 100, "iscrowd": 0}],  # fmt: skip
+            "annotations": [
+                {
+                    "id": 1,
+                    "image_id": 0,
+                    "category_id": 1,
+                    "segmentation": [[2, 2, 12, 2, 12, 12, 2, 12]],
+                    "area": 100,
+                    "iscrowd": 0,
+                }
+            ],  # fmt: skip
         }
         (tmp_path / folder / "_annotations.coco.json").write_text(json.dumps(coco))
     val = get_dataset("folder", tmp_path, "val")

@@ -1,16 +1,16 @@
 """Regression test of the shipped checkpoints: each must still score, on the example
 frames shipped in examples/, at least what was recorded when it was trained
 (checkpoints/<dataset>/<model>/regression.json, written by benchmarks/train_zoo.py)."""
+
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
 import pytest
+from conftest import REPO_ROOT
 
 from segzoo.evaluate import REGRESSION_FILE, score_example_frames
-
-from conftest import REPO_ROOT
 
 SHIPPED = sorted(p.parent for p in (REPO_ROOT / "checkpoints").glob(f"*/*/{REGRESSION_FILE}"))
 

@@ -10,13 +10,12 @@ from pathlib import Path
 
 import huggingface_hub
 import pytest
+from conftest import RecordingHfApi
 from huggingface_hub import SpaceCard
 
 from segzoo.cli import main
 from segzoo.hub import _stage
 from segzoo.space import MANAGED_PATTERNS, deploy_space, pinned_version, project_root, select_space_files, space_readme
-
-from conftest import RecordingHfApi
 
 FRONT_MATTER = """---
 title: segzoo
@@ -131,9 +130,17 @@ def test_the_real_checkout_deploys_an_importable_app(tmp_path) -> None:
     _stage({**files, "README.md": space_readme(root, files)}, stage)
     assert SpaceCard.load(stage / "README.md").data.sdk_version == pinned_version(root / "requirements.txt", "gradio")
     done = subprocess.run(
-        [sys.executable, "-c", "import segzoo, segzoo.app, segzoo.cli, segzoo.hub, segzoo.export; print(segzoo.__file__)"],
-        cwd=stage, env={**os.environ, "PYTHONPATH": ""}, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            "import segzoo, segzoo.app, segzoo.cli, segzoo.hub, segzoo.export; print(segzoo.__file__)",
+        ],
+        cwd=stage,
+        env={**os.environ, "PYTHONPATH": ""},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert Path(done.stdout.strip()).resolve() == (root / "segzoo" / "__init__.py").resolve()  # through the link
     assert Path(done.stdout.strip()).parent.parent == stage  # imported from the Space folder, not the checkout
@@ -146,7 +153,9 @@ def test_deploy_creates_a_gradio_space_and_uploads_in_one_commit(source) -> None
     assert create == "create_repo" and args == ("alice/zoo",)
     assert kwargs == {"repo_type": "space", "space_sdk": "gradio", "private": True, "exist_ok": True}
     assert variable == "add_space_variable" and var_args == ("alice/zoo", "SEGZOO_MAX_SIDE", "640")
-    assert upload == "upload_folder" and upload_kwargs["repo_type"] == "space" and upload_kwargs["repo_id"] == "alice/zoo"
+    assert (
+        upload == "upload_folder" and upload_kwargs["repo_type"] == "space" and upload_kwargs["repo_id"] == "alice/zoo"
+    )
     assert upload_kwargs["delete_patterns"] == MANAGED_PATTERNS and "README.md" not in str(MANAGED_PATTERNS)
     assert set(api.uploaded) == set(select_space_files(source)) | {"README.md"}
     weights = "checkpoints/camvid/unet/model.safetensors"

@@ -15,8 +15,8 @@ import pytest
 import torch
 
 import segzoo
-from segzoo.cli import main
 from segzoo.checkpoint import save_checkpoint
+from segzoo.cli import main
 from segzoo.evaluate import evaluate_checkpoint, file_sha256
 from segzoo.training import HISTORY_COLUMNS, TIMING_COLUMNS, TrainConfig, fit, read_history
 from segzoo.training.loop import init_from_checkpoint
@@ -200,9 +200,9 @@ def test_resume_after_sigkill_completes_history_exactly_once(data, tmp_path) -> 
             if (out / "history.csv").is_file() and len(read_history(out)) >= 2:
                 break
             time.sleep(0.02)
-        assert (
-            process.poll() is None
-        ), f"training ended before it could be killed: {process.stderr.read().decode()[-2000:]}"
+        assert process.poll() is None, (
+            f"training ended before it could be killed: {process.stderr.read().decode()[-2000:]}"
+        )
         process.send_signal(signal.SIGKILL)
     finally:
         if process.poll() is None:

@@ -190,10 +190,24 @@ def test_resume_state_detects_tampering(tmp_path) -> None:
 
 def test_history_round_trip(tmp_path) -> None:
     rows = [
-        {"epoch": 1, "train_loss": 0.5, "val_loss": 0.4, "val_miou": 1 / 3, "lr": 1e-3, "seconds": 2.0,
-         "epochs_per_min": 30.0},  # fmt: skip
-        {"epoch": 2, "train_loss": 0.25, "val_loss": math.nan, "val_miou": 0.5, "lr": 5e-4, "seconds": 1.0,
-         "epochs_per_min": 60.0},  # fmt: skip
+        {
+            "epoch": 1,
+            "train_loss": 0.5,
+            "val_loss": 0.4,
+            "val_miou": 1 / 3,
+            "lr": 1e-3,
+            "seconds": 2.0,
+            "epochs_per_min": 30.0,
+        },  # fmt: skip
+        {
+            "epoch": 2,
+            "train_loss": 0.25,
+            "val_loss": math.nan,
+            "val_miou": 0.5,
+            "lr": 5e-4,
+            "seconds": 1.0,
+            "epochs_per_min": 60.0,
+        },  # fmt: skip
     ]
     write_history(tmp_path, rows)
     header = (tmp_path / "history.csv").read_text().splitlines()[0].split(",")

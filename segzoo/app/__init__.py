@@ -7,6 +7,7 @@
 * :mod:`segzoo.app.tabs` - one module per tab: its builder and its handlers (plain methods)
 * :mod:`segzoo.app.ui` - the Gradio page; :mod:`segzoo.app.server` - command line and launch
 """
+
 from segzoo.app.server import create_app, launch, main, parse_args
 
 __all__ = ["create_app", "launch", "main", "parse_args"]

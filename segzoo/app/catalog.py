@@ -6,6 +6,7 @@ class colours, so their masks can be compared pixel by pixel. A folder that cann
 (broken config, missing weights, unknown model, classes that differ from its siblings') is
 left out with a reason in :attr:`Catalog.problems`, and the app keeps working with the rest.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -139,7 +140,7 @@ class Catalog:
     problems: list[str] = field(default_factory=list)
 
     @classmethod
-    def scan(cls, root: str | Path) -> "Catalog":
+    def scan(cls, root: str | Path) -> Catalog:
         root = Path(root)
         catalog = cls(root=root)
         if not root.is_dir():
@@ -165,8 +166,9 @@ class Catalog:
 
     def _add_label_set(self, dataset: str, entries: list[ModelEntry]) -> None:
         """The folder's label set is the class list most of its models share; others are skipped."""
-        names = {e.key: [str(n) for n in e.config.get("class_names") or range(e.config["num_classes"])]
-                 for e in entries}
+        names = {
+            e.key: [str(n) for n in e.config.get("class_names") or range(e.config["num_classes"])] for e in entries
+        }
         for entry in entries:
             if len(names[entry.key]) != entry.config["num_classes"]:
                 self.problems.append(
@@ -183,7 +185,7 @@ class Catalog:
         if len(palette) < len(class_names):
             from segzoo.data.base import default_palette
 
-            palette += default_palette(len(class_names))[len(palette):]
+            palette += default_palette(len(class_names))[len(palette) :]
         label_set = LabelSet(dataset, class_names, palette, first.config.get("ignore_index"))
         for entry in usable:
             if names[entry.key] == class_names:

@@ -5,6 +5,7 @@ data set share it), then every model runs on the same tensor. Label maps are kep
 working size; overlays are drawn at the uploaded size on request, so moving the opacity
 slider re-blends without running a model again.
 """
+
 from __future__ import annotations
 
 import logging
@@ -297,11 +298,17 @@ def read_ground_truth(
             else:
                 rgb = orient(rgb, photo_orientation)
             shape = tuple(size)
-            _note(notes, f"ground-truth mask {name} fits the photo as stored; turned by the photo's EXIF "
-                  f"orientation {photo_orientation}, like the photo")
+            _note(
+                notes,
+                f"ground-truth mask {name} fits the photo as stored; turned by the photo's EXIF "
+                f"orientation {photo_orientation}, like the photo",
+            )
         elif tuple(shape) == stored == tuple(size):
-            _note(notes, f"the photo has EXIF orientation {photo_orientation} and ground-truth mask {name} fits it "
-                  "both as stored and as shown: it is taken as drawn on the photo as shown (upright)")
+            _note(
+                notes,
+                f"the photo has EXIF orientation {photo_orientation} and ground-truth mask {name} fits it "
+                "both as stored and as shown: it is taken as drawn on the photo as shown (upright)",
+            )
     if tuple(shape) != tuple(size):
         raise ValueError(
             f"ground-truth mask {name} is {shape[1]}x{shape[0]} but the photo is {size[1]}x{size[0]}; "

@@ -1,5 +1,6 @@
 """What the tabs share: the app's context (checkpoint catalogue, model cache, file locations)
 and the data set and model choices the catalogue offers."""
+
 from __future__ import annotations
 
 import threading

@@ -1,4 +1,5 @@
 """Plotly figures for the Leaderboard and Training-curves tabs (and Compare's per-class IoU)."""
+
 from __future__ import annotations
 
 import math
@@ -107,6 +108,7 @@ def class_iou_heatmap(
         return empty_figure(empty_message, title)
     if not class_names:
         class_names = list(dict.fromkeys(c for ious in frame["iou"] for c in ious))
+
     def percent(value: float | None) -> float | None:
         return None if value is None or (isinstance(value, float) and math.isnan(value)) else 100 * value
 
@@ -154,14 +156,23 @@ def training_curves(histories: dict[str, pd.DataFrame]) -> tuple[go.Figure, go.F
             rows = history.dropna(subset=[column])
             if not rows.empty:
                 loss.add_scatter(
-                    x=rows["epoch"], y=rows[column], mode="lines", name=f"{name} {label}",
-                    legendgroup=name, line=dict(color=colour, dash=dash),
+                    x=rows["epoch"],
+                    y=rows[column],
+                    mode="lines",
+                    name=f"{name} {label}",
+                    legendgroup=name,
+                    line=dict(color=colour, dash=dash),
                 )
         rows = history.dropna(subset=["val_miou"])
         if not rows.empty:
             miou.add_scatter(
-                x=rows["epoch"], y=100 * rows["val_miou"], mode="lines+markers", name=name,
-                legendgroup=name, line=dict(color=colour), marker=dict(size=4),
+                x=rows["epoch"],
+                y=100 * rows["val_miou"],
+                mode="lines+markers",
+                name=name,
+                legendgroup=name,
+                line=dict(color=colour),
+                marker=dict(size=4),
             )
     layout = {**_LAYOUT, "height": 440, "margin": dict(l=60, r=20, t=50, b=110)}
     loss.update_layout(title="Loss (solid: train, dashed: validation)", yaxis_title="loss", **layout)

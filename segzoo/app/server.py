@@ -1,4 +1,5 @@
 """Command line and launch: host, port, device, and Hugging Face Spaces (ZeroGPU) support."""
+
 from __future__ import annotations
 
 import argparse
@@ -34,7 +35,9 @@ def parse_args(
         prog="app.py", description="Compare segzoo's trained segmentation models on your photos, in the browser."
     )
     parser.add_argument(
-        "--checkpoints", type=Path, default=Path(env.get("SEGZOO_CHECKPOINTS", root / "checkpoints")),
+        "--checkpoints",
+        type=Path,
+        default=Path(env.get("SEGZOO_CHECKPOINTS", root / "checkpoints")),
         help="folder of checkpoints, <dir>/<dataset>/<model>/ (env SEGZOO_CHECKPOINTS; default: checkpoints/)",
     )
     parser.add_argument(
@@ -47,7 +50,9 @@ def parse_args(
         "--examples", type=Path, default=root / "examples", help="folder of example photos (default: examples/)"
     )
     parser.add_argument(
-        "--max-side", type=int, default=int(env.get("SEGZOO_MAX_SIDE", 1024)),
+        "--max-side",
+        type=int,
+        default=int(env.get("SEGZOO_MAX_SIDE", 1024)),
         help="downscale larger photos to this longer side before inference; "
         "results are shown at full size (default 1024)",
     )
@@ -58,8 +63,12 @@ def parse_args(
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     parser.add_argument("--cache-size", type=int, default=0,
                         help="models kept loaded at once (default 0: every model, loaded on first use)")  # fmt: skip
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="auto: bf16 on CPUs with native bf16 and on GPUs, else float32 (default: auto)")  # fmt: skip
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="auto: bf16 on CPUs with native bf16 and on GPUs, else float32 (default: auto)",
+    )
     parser.add_argument(
         "--threads", type=int, default=None, help="CPU threads for inference (default: the CPUs available)"
     )
@@ -128,7 +137,9 @@ def create_app(args: argparse.Namespace, env: Mapping[str, str] = os.environ):  
                 log.warning("%s: %s", entry.directory, exc)
     log.info(
         "%d trained models in %s (%s); %s",
-        len(context.catalog), args.checkpoints, ", ".join(context.catalog.datasets) or "none",
+        len(context.catalog),
+        args.checkpoints,
+        ", ".join(context.catalog.datasets) or "none",
         context.cache.recipe.describe(),
     )
     return build_app(context, gpu=gpu_decorator(env))
@@ -144,7 +155,6 @@ def return_freed_memory_to_the_system() -> bool:
         return bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
     except (OSError, AttributeError):  # not glibc (e.g. musl): its allocator behaves otherwise
         return False
-
 
 
 def launch(demo, args: argparse.Namespace, **overrides):  # noqa: ANN001, ANN201 - gr.Blocks

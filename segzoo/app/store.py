@@ -6,6 +6,7 @@ state itself, every session would pin its photo and label maps (megabytes) until
 drops the session, and API clients never close theirs: memory grew with each new client.
 The key expires too, like any per-session value should.
 """
+
 from __future__ import annotations
 
 import threading

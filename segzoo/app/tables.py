@@ -5,6 +5,7 @@ when present, completed with a row for every checkpoint it does not list, built 
 checkpoint's ``metrics.json`` and ``config.json``. Every score is read defensively: a key
 that is missing or not a number becomes NaN, never an error.
 """
+
 from __future__ import annotations
 
 import logging
@@ -184,6 +185,7 @@ def leaderboard_frame(catalog: Catalog, path: str | Path | None = None) -> pd.Da
 
 def display_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Leaderboard rows as shown: percentages, millions of parameters, readable headers."""
+
     def percent(column: str) -> pd.Series:
         return (100 * frame[column]).round(1)
 

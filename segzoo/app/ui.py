@@ -1,5 +1,6 @@
 """The Gradio page: the Compare, Leaderboard and Training curves tabs of :mod:`segzoo.app.tabs`,
 and what the page does when it opens."""
+
 from __future__ import annotations
 
 from collections.abc import Callable

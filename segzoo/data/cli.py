@@ -183,21 +183,30 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
         "--num-classes", type=int, metavar="N", help="folder: index masks with this many classes, no classes file"
     )
     check.add_argument(
-        "--annotations", metavar="FILE",
+        "--annotations",
+        metavar="FILE",
         help="folder: COCO or VIA JSON instead of masks/ (with train/ val/ folders: its name in each)",
     )
     check.add_argument("--via-attribute", metavar="NAME", help="folder: VIA region attribute holding the class")
     check.add_argument(
-        "--mask-type", choices=["auto", "index", "color"],
+        "--mask-type",
+        choices=["auto", "index", "color"],
         help="folder: how mask PNGs are read (default auto: RGB and, with a colour classes file, palette PNGs "
         "as colours; grey PNGs as indices unless that is ambiguous)",
     )
     check.add_argument(
-        "--ignore-index", type=ignore_index_arg, default="default", metavar="N",
+        "--ignore-index",
+        type=ignore_index_arg,
+        default="default",
+        metavar="N",
         help="folder: stored value of ignored pixels (or none), overriding the classes file's",
     )
     check.add_argument(
-        "--dataset-option", type=key_value, action="append", default=[], metavar="KEY=VALUE",
+        "--dataset-option",
+        type=key_value,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="data set option as given to segzoo train --dataset-option (repeatable); check with the "
         "options you train with",
     )

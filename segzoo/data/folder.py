@@ -348,9 +348,7 @@ def _resolve(
             if unknown:
                 raise ValueError(f"{where}: categories {unknown} are not in the class list {spec['names']}")
             for part in parts:
-                part.category_to_label = {
-                    c["id"]: spec["names"].index(str(c["name"])) for c in part.data["categories"]
-                }
+                part.category_to_label = {c["id"]: spec["names"].index(str(c["name"])) for c in part.data["categories"]}
     if spec["ignore_index"] is not None and spec["ignore_index"] < len(spec["names"]):
         raise ValueError(f"ignore_index {spec['ignore_index']} must not be a class index (0..{len(spec['names']) - 1})")
     source["spec"] = spec
@@ -513,7 +511,9 @@ class FolderDataset(SegmentationDataset):
             self._color_keys, self._color_labels = packed[order], np.array(labels, dtype=np.uint8)[order]
             # Grey level -> label of the grey class colours, to read a grey mask as colours
             # with one table look-up.
-            self._grey_lut = make_lut({r: label for (r, g, b), label in zip(colors, labels, strict=True) if r == g == b})
+            self._grey_lut = make_lut(
+                {r: label for (r, g, b), label in zip(colors, labels, strict=True) if r == g == b}
+            )
 
         problems: list[str] = []
         samples: list[tuple[Path, Part, Any]] = []  # (image, part, label record)

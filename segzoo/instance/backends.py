@@ -3,6 +3,7 @@
 torchvision always installs; Detectron2 is built from source by users who want it
 (docs/detectron2.md), so every Detectron2 code path asks here first.
 """
+
 from __future__ import annotations
 
 import functools

@@ -6,6 +6,7 @@ same leaderboard as the semantic models.
 AP figures are fractions in ``[0, 1]`` as pycocotools reports them (COCO papers print
 them times 100).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -22,8 +23,9 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from tqdm.auto import tqdm
 
+from segzoo.data import get_instance_dataset
+from segzoo.data.instances import InstanceDataset
 from segzoo.devices import resolve_device
-from segzoo.instance.data import InstanceDataset, get_instance_dataset
 from segzoo.instance.predict import MASK_THRESHOLD
 
 # Rasterised IoU: instances scoring at least this are painted, as the app shows them.
@@ -77,9 +79,7 @@ def coco_ap(ground_truth: dict[str, Any], results: list[dict[str, Any]], class_n
             evaluator.accumulate()
             evaluator.summarize()
         # -1 means "no ground truth of this kind" (e.g. no small objects): report None.
-        metrics.update(
-            {f"{prefix}_{n}": (float(v) if v >= 0 else None) for n, v in zip(_STAT_NAMES, evaluator.stats)}
-        )
+        metrics.update({f"{prefix}_{n}": (float(v) if v >= 0 else None) for n, v in zip(_STAT_NAMES, evaluator.stats)})
         # precision[iou, recall, class, area, max_dets]: area "all", 100 detections.
         precision = evaluator.eval["precision"][:, :, :, 0, -1]
         per_class = {}
@@ -113,7 +113,7 @@ def evaluate_model(
     max_images: int | None = None,
 ) -> dict[str, Any]:
     """COCO AP of ``model`` on ``dataset`` (plus thing-class IoU when it has semantic labels)."""
-    from segzoo.instance.data import CAMVID_THINGS
+    from segzoo.data.camvid_instances import CAMVID_THINGS
     from segzoo.metrics import ConfusionMatrix
 
     model.eval()

@@ -1,5 +1,6 @@
 """Instances in one photo, and a drawing of them: a colour per instance over its mask, its
 box, and its class name with the score."""
+
 from __future__ import annotations
 
 import colorsys

@@ -3,6 +3,7 @@ categories) saved as an ordinary segzoo checkpoint, so the app lists it like any
 trained here. Needs the network once (torchvision's or Detectron2's download server);
 offline it fails within seconds and only checkpoints trained here are available.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -7,6 +7,7 @@ The run directory's lifecycle is the semantic trainer's (:class:`segzoo.training
 ``--resume`` (removed when the run completes). This module supplies the data, the step,
 the schedule and the metric.
 """
+
 from __future__ import annotations
 
 import time
@@ -18,12 +19,9 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
+from segzoo.data import get_instance_dataset
+from segzoo.data.instances import InstanceDataset, collate_instances
 from segzoo.devices import device_name, resolve_device
-from segzoo.instance.data import (
-    InstanceDataset,
-    collate_instances,
-    get_instance_dataset,
-)
 from segzoo.training.optim import parameter_groups
 from segzoo.training.run import EpochRun, finite_or_none
 from segzoo.training.state import ResumeState

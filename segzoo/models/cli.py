@@ -1,4 +1,5 @@
 """``segzoo models``: list the registered architectures."""
+
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,5 @@
 """Let any network accept any input size: pad to its required multiple, crop the logits back."""
+
 from __future__ import annotations
 
 import torch

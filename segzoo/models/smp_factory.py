@@ -1,4 +1,5 @@
 """Build segmentation-models-pytorch networks with segzoo's conventions."""
+
 from __future__ import annotations
 
 from typing import Any

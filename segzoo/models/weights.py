@@ -1,14 +1,12 @@
 """Pretrained-weight downloads that fail fast and clearly when there is no network."""
+
 from __future__ import annotations
 
 import os
 import socket
 from urllib.parse import urlparse
 
-OFFLINE_HINT = (
-    "Train from scratch instead with encoder_weights=None "
-    "(on the command line: --encoder-weights none)."
-)
+OFFLINE_HINT = "Train from scratch instead with encoder_weights=None (on the command line: --encoder-weights none)."
 
 
 def _is_offline_flag_set() -> bool:

@@ -6,8 +6,9 @@ cpu_seconds, stage``). ``seconds`` is the wall time of the epoch (training and v
 ``epochs_per_min = 60 / seconds`` and ``cpu_seconds`` the CPU time the training process
 used in it (all threads). Validation columns are empty in epochs that were not validated
 (``--val-every``). ``stage`` counts training stages: a run started with ``--init-from``
-keeps the checkpoint's rows and numbers its own epochs from 1 in the next stage. Floats are written with full precision (``repr``), so
-two runs can be compared exactly.
+keeps the checkpoint's rows and numbers its own epochs from 1 in the next stage. Floats are
+written with full precision (``repr``), so two runs can be compared exactly. Mask R-CNN
+writes its own columns (:data:`segzoo.instance.train.HISTORY_COLUMNS`) the same way.
 """
 
 from __future__ import annotations

@@ -54,8 +54,6 @@ from segzoo.version import __version__
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULERS = ("poly", "cosine", "none")
-# Label that marks padding in training crops when the data set has no ignore index of its own.
-PAD_LABEL = 255
 
 
 @dataclass
@@ -156,10 +154,10 @@ class TrainConfig:
 
 # Options that define the run: a resumed run must use the same ones.
 _RUN_DEFINING = (
-    "model", "dataset", "model_kwargs", "dataset_options", "train_split", "val_split", "batch_size", "lr", "weight_decay", "optimizer",
-    "momentum", "scheduler", "warmup_epochs", "loss", "lam", "alpha", "beta", "focal_gamma", "class_weights",
-    "size", "short_side", "scale", "augment", "color_jitter", "seed", "limit_train_batches", "encoder_weights",
-    "interim", "ema_decay", "val_every", "init_from",
+    "model", "dataset", "model_kwargs", "dataset_options", "train_split", "val_split", "batch_size", "lr",
+    "weight_decay", "optimizer", "momentum", "scheduler", "warmup_epochs", "loss", "lam", "alpha", "beta",
+    "focal_gamma", "class_weights", "size", "short_side", "scale", "augment", "color_jitter", "seed",
+    "limit_train_batches", "encoder_weights", "interim", "ema_decay", "val_every", "init_from",
 )  # fmt: skip
 
 
@@ -216,7 +214,9 @@ def fit(cfg: TrainConfig) -> Path:
     accelerator = {"gpu": "cuda"}.get(cfg.accelerator, cfg.accelerator)
     device_type = "cuda" if accelerator == "cuda" or (accelerator == "auto" and torch.cuda.is_available()) else "cpu"
     precision = resolve_precision(cfg.precision, device_type)
-    cfg = replace(cfg, precision=precision, channels_last=resolve_channels_last(cfg.channels_last, device_type, precision))
+    cfg = replace(
+        cfg, precision=precision, channels_last=resolve_channels_last(cfg.channels_last, device_type, precision)
+    )
     try:
         fabric = Fabric(
             accelerator=accelerator,
@@ -314,7 +314,7 @@ class SemanticRun(EpochRun):
 
     def _load_data(self) -> None:
         from segzoo.data import get_dataset
-        from segzoo.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+        from segzoo.data.transforms import IMAGENET_MEAN, IMAGENET_STD, PAD_LABEL
 
         cfg, fabric = self.cfg, self.fabric
         self.mean, self.std = list(IMAGENET_MEAN), list(IMAGENET_STD)

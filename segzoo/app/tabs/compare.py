@@ -3,6 +3,7 @@
 The work is in :mod:`segzoo.app.compare`; here are the page's components and
 :class:`CompareHandlers`, whose methods are the tab's event handlers.
 """
+
 from __future__ import annotations
 
 import html
@@ -162,10 +163,7 @@ def _caption(comparison: Comparison, output: ModelOutput) -> str:
 def gallery_items(
     comparison: Comparison, opacity: float, score_threshold: float | None = None
 ) -> list[tuple[np.ndarray, str]]:
-    return [
-        (comparison.rendered(o, opacity, score_threshold), _caption(comparison, o))
-        for o in comparison.outputs
-    ]
+    return [(comparison.rendered(o, opacity, score_threshold), _caption(comparison, o)) for o in comparison.outputs]
 
 
 def slider_choices(comparison: Comparison) -> list[tuple[str, str]]:
@@ -193,7 +191,9 @@ def slider_images(
 
 def class_iou_figure(comparison: Comparison) -> go.Figure:
     return class_iou_heatmap(
-        comparison.class_iou_frame(), comparison.label_set.class_names, title="IoU per class on your mask",
+        comparison.class_iou_frame(),
+        comparison.label_set.class_names,
+        title="IoU per class on your mask",
         empty_message="No per-class scores: upload the photo's ground-truth mask (semantic models only)",
     )
 
@@ -241,9 +241,7 @@ class CompareHandlers:
         truth, note = None, None
         if ground_truth:
             try:
-                truth = read_ground_truth(
-                    ground_truth, label_set, photo.pixels.shape[:2], photo.orientation, notes
-                )
+                truth = read_ground_truth(ground_truth, label_set, photo.pixels.shape[:2], photo.orientation, notes)
             except ValueError as exc:
                 note = f"Ground truth not used: {exc}"
                 log.warning("%s", note)
@@ -252,8 +250,13 @@ class CompareHandlers:
             log.info("%s", text)
         try:
             comparison = compare_models(
-                photo.pixels, label_set, entries, self.context.cache, self.context.max_side,
-                float(score_threshold), truth,
+                photo.pixels,
+                label_set,
+                entries,
+                self.context.cache,
+                self.context.max_side,
+                float(score_threshold),
+                truth,
             )
         except Exception as exc:  # keep serving; say what happened (the traceback goes to the log)
             log.exception("compare failed")
@@ -263,7 +266,7 @@ class CompareHandlers:
         comparison.ground_truth_note = note
         comparison.notes = notes
         result = comparison.disagreement()
-        disagreement_image, share = (result if result else (None, None))
+        disagreement_image, share = result if result else (None, None)
         work = comparison.work_image.shape[:2] if comparison.work_image is not None else None
         return (
             gallery_items(comparison, float(opacity)),
@@ -371,58 +374,92 @@ def build_compare_tab(handlers: CompareHandlers) -> list[gr.components.Component
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=320):
                 image = photo_input(
-                    label="Photo", sources=["upload", "clipboard", "webcam"], height=300,
+                    label="Photo",
+                    sources=["upload", "clipboard", "webcam"],
+                    height=300,
                     elem_id="photo",
                 )
                 dataset = gr.Dropdown(
-                    choices=choices, value=first, label="Data set / label set",
-                    info="The classes the models predict", elem_id="dataset",
+                    choices=choices,
+                    value=first,
+                    label="Data set / label set",
+                    info="The classes the models predict",
+                    elem_id="dataset",
                 )
                 models = gr.CheckboxGroup(
-                    choices=model_choices(catalog, first), value=[v for _, v in model_choices(catalog, first)],
-                    label="Models", show_select_all=True, elem_id="models",
+                    choices=model_choices(catalog, first),
+                    value=[v for _, v in model_choices(catalog, first)],
+                    label="Models",
+                    show_select_all=True,
+                    elem_id="models",
                 )
                 untrained = gr.Markdown(untrained_note(catalog, first), elem_classes="note")
                 opacity = gr.Slider(0, 1, value=0.5, step=0.05, label="Overlay opacity", elem_id="opacity")
                 score_threshold = gr.Slider(
-                    0.05, 0.95, value=0.5, step=0.05, label="Mask R-CNN score threshold",
+                    0.05,
+                    0.95,
+                    value=0.5,
+                    step=0.05,
+                    label="Mask R-CNN score threshold",
                     visible=bool(first_set and "instance" in first_set.tasks()),
                 )
                 with gr.Accordion("Ground truth (optional)", open=False):
                     gr.Markdown(
                         "A PNG of class indices (one per pixel) or drawn in the legend's colours, "
-                        "the size of the photo.", elem_classes="note",
+                        "the size of the photo.",
+                        elem_classes="note",
                     )
                     ground_truth = photo_input(
                         label="Ground-truth mask",
-                        sources=["upload"], height=160, elem_id="ground-truth",
+                        sources=["upload"],
+                        height=160,
+                        elem_id="ground-truth",
                     )
                 run = gr.Button("Compare", variant="primary", elem_id="compare-button")
                 if examples:
                     gr.Examples(
-                        examples=examples, inputs=[image, dataset, ground_truth], label="Examples",
-                        examples_per_page=8, visible_columns=[0],  # the photo; it sets all three
+                        examples=examples,
+                        inputs=[image, dataset, ground_truth],
+                        label="Examples",
+                        examples_per_page=8,
+                        visible_columns=[0],  # the photo; it sets all three
                     )
             with gr.Column(scale=5):
                 status = gr.Markdown("Pick a photo and press **Compare**.", elem_id="status")
                 gallery = gr.Gallery(
-                    label="Each model's result (click to enlarge)", columns=3, height="auto",
-                    object_fit="contain", format="png", elem_id="results",
+                    label="Each model's result (click to enlarge)",
+                    columns=3,
+                    height="auto",
+                    object_fit="contain",
+                    format="png",
+                    elem_id="results",
                 )
                 legend = gr.HTML(legend_html(first_set), elem_id="legend")
                 with gr.Row(equal_height=False):
                     slider_model = gr.Dropdown(
-                        choices=[], value=None, label="Before / after",
+                        choices=[],
+                        value=None,
+                        label="Before / after",
                         info="The model whose labels the slider shows over your photo",
-                        scale=1, min_width=200, elem_id="slider-model",
+                        scale=1,
+                        min_width=200,
+                        elem_id="slider-model",
                     )
                     before_after = gr.ImageSlider(
-                        label="Your photo and the model's labels: drag the handle", type="numpy",
-                        format="png", interactive=False, scale=3, elem_id="before-after",
+                        label="Your photo and the model's labels: drag the handle",
+                        type="numpy",
+                        format="png",
+                        interactive=False,
+                        scale=3,
+                        elem_id="before-after",
                     )
                 table = gr.Dataframe(
-                    headers=TABLE_COLUMNS, label="Per-model numbers", interactive=False, wrap=True,
-                    column_widths=["20%", "9%", "9%", "11%", "11%", "9%", "31%"], elem_id="results-table",
+                    headers=TABLE_COLUMNS,
+                    label="Per-model numbers",
+                    interactive=False,
+                    wrap=True,
+                    column_widths=["20%", "9%", "9%", "11%", "11%", "9%", "31%"],
+                    elem_id="results-table",
                 )
                 with gr.Column(visible=False, elem_id="class-iou") as class_iou_box:  # with a ground truth
                     class_iou_plot = gr.Plot(
@@ -430,12 +467,15 @@ def build_compare_tab(handlers: CompareHandlers) -> list[gr.components.Component
                     )
                     with gr.Accordion("IoU per class on your mask, as numbers", open=False):
                         class_iou_table = gr.Dataframe(
-                            label="IoU per class (%); blank: the class is in neither the mask nor the "
-                            "model's labels", interactive=False, elem_id="class-iou-table",
+                            label="IoU per class (%); blank: the class is in neither the mask nor the model's labels",
+                            interactive=False,
+                            elem_id="class-iou-table",
                         )
                 disagreement = gr.Image(
-                    label="Disagreement: where the models give different labels", format="png",
-                    interactive=False, elem_id="disagreement",
+                    label="Disagreement: where the models give different labels",
+                    format="png",
+                    interactive=False,
+                    elem_id="disagreement",
                 )
                 gr.HTML(
                     '<div class="disagreement-key">Distinct labels at a pixel:'
@@ -458,19 +498,30 @@ def build_compare_tab(handlers: CompareHandlers) -> list[gr.components.Component
     compared.success(handlers.class_iou, comparison, class_iou_table, api_name="class_iou", show_progress="hidden")
     slider_inputs = [comparison, slider_model, opacity, score_threshold]
     compared.success(
-        handlers.comparison_views, slider_inputs, [slider_model, before_after, class_iou_box, class_iou_plot],
-        show_progress="hidden", **PRIVATE_EVENT,
+        handlers.comparison_views,
+        slider_inputs,
+        [slider_model, before_after, class_iou_box, class_iou_plot],
+        show_progress="hidden",
+        **PRIVATE_EVENT,
     )
     # One bound method for all the events of a handler: Gradio gives the events of one function
     # object (``id(fn)``) one concurrency slot, and each attribute access makes a new one.
     rerender, show_slider = handlers.rerender, handlers.show_slider
     for slider in (opacity, score_threshold):  # re-blend or re-draw, without running the models again
         slider.change(
-            rerender, [comparison, opacity, score_threshold], gallery,
-            show_progress="hidden", trigger_mode="always_last", **PRIVATE_EVENT,
+            rerender,
+            [comparison, opacity, score_threshold],
+            gallery,
+            show_progress="hidden",
+            trigger_mode="always_last",
+            **PRIVATE_EVENT,
         )
         slider.change(
-            show_slider, slider_inputs, before_after, show_progress="hidden", trigger_mode="always_last",
+            show_slider,
+            slider_inputs,
+            before_after,
+            show_progress="hidden",
+            trigger_mode="always_last",
             **PRIVATE_EVENT,
         )
     # .input, not .change: comparison_views setting the choice must not draw the slider twice.

@@ -1,4 +1,5 @@
 """The Training curves tab: loss and validation mIoU per epoch of the models of a data set."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -54,8 +55,10 @@ def build_curves_tab(handlers: CurvesHandlers) -> list[gr.components.Component]:
         with gr.Row():
             dataset = gr.Dropdown(choices=choices, value=first, label="Data set", elem_id="curves-dataset")
             models = gr.CheckboxGroup(
-                choices=model_choices(catalog, first), value=[v for _, v in model_choices(catalog, first)],
-                label="Models", elem_id="curves-models",
+                choices=model_choices(catalog, first),
+                value=[v for _, v in model_choices(catalog, first)],
+                label="Models",
+                elem_id="curves-models",
             )
         with gr.Row():
             loss_plot = gr.Plot(label="Loss", show_label=False, elem_id="loss-plot")

@@ -1,4 +1,5 @@
 """The Leaderboard tab: test-set scores of every trained model, as a table and charts."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,4 +1,5 @@
 """DeepLabV3+ with a ResNet-50 encoder (segmentation-models-pytorch)."""
+
 from __future__ import annotations
 
 import segmentation_models_pytorch as smp

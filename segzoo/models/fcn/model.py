@@ -9,6 +9,7 @@ fc6/fc7 are 1024-wide with a 3x3 kernel (as in DeepLab-LargeFOV) rather than the
 paper's 4096-wide 7x7: 20M parameters instead of 134M, which trains from scratch on
 CamVid-sized data and keeps the checkpoint small.
 """
+
 from __future__ import annotations
 
 import segmentation_models_pytorch as smp
@@ -33,9 +34,7 @@ def bilinear_kernel(channels: int, kernel_size: int) -> torch.Tensor:
 
 
 def upsample(channels: int, factor: int) -> nn.ConvTranspose2d:
-    up = nn.ConvTranspose2d(
-        channels, channels, kernel_size=2 * factor, stride=factor, padding=factor // 2, bias=False
-    )
+    up = nn.ConvTranspose2d(channels, channels, kernel_size=2 * factor, stride=factor, padding=factor // 2, bias=False)
     with torch.no_grad():
         up.weight.copy_(bilinear_kernel(channels, 2 * factor))
     return up
@@ -50,9 +49,7 @@ class FCN8s(nn.Module):
         fc_channels: int = 1024,
     ) -> None:
         super().__init__()
-        self.encoder = smp.encoders.get_encoder(
-            "vgg16_bn", in_channels=in_channels, depth=5, weights=encoder_weights
-        )
+        self.encoder = smp.encoders.get_encoder("vgg16_bn", in_channels=in_channels, depth=5, weights=encoder_weights)
         c8, c16, c32 = self.encoder.out_channels[-3:]
         self.fc = nn.Sequential(
             nn.Conv2d(c32, fc_channels, 3, padding=1, bias=False),

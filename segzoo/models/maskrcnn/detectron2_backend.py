@@ -8,6 +8,7 @@ path: a list of RGB ``3xHxW`` float images in ``[0, 1]``; targets with ``boxes``
 of losses, in evaluation per image ``boxes``, ``labels``, ``scores`` and ``masks``
 (``Nx1xHxW`` in ``[0, 1]``) at the input image's size.
 """
+
 from __future__ import annotations
 
 import io
@@ -83,9 +84,7 @@ class Detectron2MaskRCNN(nn.Module):
             resized = resized.flip(0)
         return resized * 255.0, size[0] / height, size[1] / width
 
-    def forward(
-        self, images: list[torch.Tensor], targets: list[dict[str, torch.Tensor]] | None = None
-    ) -> Any:
+    def forward(self, images: list[torch.Tensor], targets: list[dict[str, torch.Tensor]] | None = None) -> Any:
         from detectron2.structures import BitMasks, Boxes, Instances
         from detectron2.utils.events import EventStorage
 

@@ -13,6 +13,7 @@ trainer, evaluator and app never ask which one they have:
 Each backend resizes internally (shortest side to ``min_size``, longest at most
 ``max_size``), so ``min_size == max_size == S`` means "longest side S".
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -46,20 +47,16 @@ class MaskRCNN(nn.Module):
             return self.detector.roi_heads.box_predictor.cls_score.out_features - 1
         return self.detector.cfg.MODEL.ROI_HEADS.NUM_CLASSES
 
-    def forward(
-        self, images: list[torch.Tensor], targets: list[dict[str, torch.Tensor]] | None = None
-    ) -> Any:
+    def forward(self, images: list[torch.Tensor], targets: list[dict[str, torch.Tensor]] | None = None) -> Any:
         if isinstance(images, torch.Tensor) and images.dim() == 4:
             images = list(images)
         return self.detector(images, targets)
 
-    def train(self, mode: bool = True) -> "MaskRCNN":
+    def train(self, mode: bool = True) -> MaskRCNN:
         super().train(mode)
         if mode and self.freeze_backbone_norm:
             backbone = (
-                self.detector.backbone.body
-                if self.backend == "torchvision"
-                else self.detector.model.backbone.bottom_up
+                self.detector.backbone.body if self.backend == "torchvision" else self.detector.model.backbone.bottom_up
             )
             for module in backbone.modules():
                 if isinstance(module, nn.modules.batchnorm._BatchNorm):

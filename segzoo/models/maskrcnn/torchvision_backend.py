@@ -3,6 +3,7 @@
 v2 puts batch norm in the backbone, FPN and heads, so it trains from random
 initialisation with small batches, where v1's frozen batch norm does not.
 """
+
 from __future__ import annotations
 
 import torch.nn as nn

@@ -7,6 +7,7 @@ positions with ``MaxUnpool2d`` and densifies them with convolutions. There are n
 concatenations and no learned or bilinear up-sampling: that is what distinguishes SegNet
 from UNet and FCN.
 """
+
 from __future__ import annotations
 
 import torch
@@ -50,7 +51,7 @@ class SegNet(nn.Module):
             is_last = s == len(reversed_stages) - 1
             out_width = width if is_last else reversed_stages[s + 1][1]
             layers = []
-            for i in range(n_convs - 1):
+            for _ in range(n_convs - 1):
                 layers += conv_bn_relu(width, width)
             if is_last:
                 layers.append(nn.Conv2d(width, num_classes, 3, padding=1))
@@ -74,11 +75,7 @@ class SegNet(nn.Module):
         """Copy torchvision ``vgg16_bn`` feature weights into the encoder, in order."""
         # Both sides list conv weight, BN weight, bias, running mean and variance in
         # layer order; BN's step counter is not in older torchvision files, so skip it.
-        vgg = [
-            v
-            for k, v in state_dict.items()
-            if k.startswith("features.") and not k.endswith("num_batches_tracked")
-        ]
+        vgg = [v for k, v in state_dict.items() if k.startswith("features.") and not k.endswith("num_batches_tracked")]
         ours = [
             t
             for k, t in self.encoder_stages.state_dict(keep_vars=True).items()
@@ -100,9 +97,7 @@ class SegNet(nn.Module):
     paper="Badrinarayanan, Kendall, Cipolla, SegNet, TPAMI 2017 (arXiv:1511.00561)",
     params=29_441_996,
 )
-def build_segnet(
-    num_classes: int, in_channels: int = 3, encoder_weights: str | None = None
-) -> nn.Module:
+def build_segnet(num_classes: int, in_channels: int = 3, encoder_weights: str | None = None) -> nn.Module:
     net = SegNet(num_classes, in_channels)
     if encoder_weights is not None:
         if encoder_weights != "imagenet" or in_channels != 3:

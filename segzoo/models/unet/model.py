@@ -3,6 +3,7 @@
 Differences from the paper, all standard today: padded 3x3 convolutions (the output has
 the input's size instead of a smaller valid region) and batch norm after each conv.
 """
+
 from __future__ import annotations
 
 import torch
@@ -41,9 +42,7 @@ class UNet(nn.Module):
     Input sides must divide ``2 ** depth``; :func:`build_unet` wraps it so any size works.
     """
 
-    def __init__(
-        self, num_classes: int, in_channels: int = 3, base_channels: int = 64, depth: int = 4
-    ) -> None:
+    def __init__(self, num_classes: int, in_channels: int = 3, base_channels: int = 64, depth: int = 4) -> None:
         super().__init__()
         widths = [base_channels * 2**i for i in range(depth + 1)]
         self.stem = double_conv(in_channels, widths[0])

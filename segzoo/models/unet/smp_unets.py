@@ -1,4 +1,5 @@
 """UNet decoders on pretrained-style encoders, from segmentation-models-pytorch."""
+
 from __future__ import annotations
 
 import segmentation_models_pytorch as smp
@@ -24,9 +25,7 @@ def _register(name: str, encoder: str, params: int, label: str) -> None:
         paper="Ronneberger et al., U-Net, MICCAI 2015; encoder as named",
         params=params,
     )
-    def build(
-        num_classes: int, in_channels: int = 3, encoder_weights: str | None = None
-    ) -> nn.Module:
+    def build(num_classes: int, in_channels: int = 3, encoder_weights: str | None = None) -> nn.Module:
         return build_smp(smp.Unet, encoder, num_classes, in_channels, encoder_weights)
 
 
