@@ -313,9 +313,8 @@ def score_example_frames(
     import numpy as np
     from PIL import Image
 
-    from segzoo.inference import predict_mask, read_image
+    from segzoo.inference import predict_mask, read_image, training_scale
     from segzoo.metrics import ConfusionMatrix
-    from segzoo.predict import training_scale
 
     recipe = compute_recipe("cpu", precision)
     model, config = load(checkpoint_dir)

@@ -374,8 +374,7 @@ class OnnxSegmenter:
     def predict_mask(self, image: np.ndarray, max_side: int | None = None) -> np.ndarray:
         """Segment an RGB ``uint8 HxWx3`` image like ``segzoo predict``: shrunk to the scale the
         model was trained at (or ``max_side``), labels at the image's size."""
-        from segzoo.inference import resize_max_side, to_tensor
-        from segzoo.predict import training_scale
+        from segzoo.inference import resize_max_side, to_tensor, training_scale
 
         small = resize_max_side(image, max_side or training_scale(image, self.metadata))
         x = to_tensor(small, self.metadata["mean"], self.metadata["std"]).numpy()
@@ -395,8 +394,7 @@ def verify_semantic(
 ) -> float:
     """Label agreement of the ONNX model with PyTorch float32 over ``images`` (RGB uint8),
     both at the scale the model was trained at; the share of all pixels."""
-    from segzoo.inference import predict_mask
-    from segzoo.predict import training_scale
+    from segzoo.inference import predict_mask, training_scale
 
     segmenter = OnnxSegmenter(onnx_path)
     model = model.float().eval()

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -287,3 +288,15 @@ def overlay(image: np.ndarray, mask: np.ndarray, palette: Sequence[Sequence[int]
     colours = colorize(mask, palette).astype(np.float32)
     blended = (1.0 - alpha) * image.astype(np.float32) + alpha * colours
     return blended.round().clip(0, 255).astype(np.uint8)
+
+
+def training_scale(image: np.ndarray, config: dict[str, Any], fallback: int = 1024) -> int:
+    """The longer side an image has at the scale the model was trained at: images are
+    resized so their shorter side is ``config["short_side"]`` (no upscaling of small photos)."""
+    short_side = config.get("short_side")
+    height, width = image.shape[:2]
+    if not short_side:
+        return fallback  # trained at the images' own size: only very large photos are shrunk
+    if min(height, width) <= short_side:
+        return max(height, width)
+    return round(short_side * max(height, width) / min(height, width))

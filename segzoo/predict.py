@@ -43,18 +43,6 @@ def _save_png(path: Path, array: np.ndarray) -> None:
     atomic_write(path, lambda tmp: Image.fromarray(array).save(tmp, format="PNG"))
 
 
-def training_scale(image: np.ndarray, config: dict[str, Any], fallback: int = 1024) -> int:
-    """The longer side an image has at the scale the model was trained at: images are
-    resized so their shorter side is ``config["short_side"]`` (no upscaling of small photos)."""
-    short_side = config.get("short_side")
-    height, width = image.shape[:2]
-    if not short_side:
-        return fallback  # trained at the images' own size: only very large photos are shrunk
-    if min(height, width) <= short_side:
-        return max(height, width)
-    return round(short_side * max(height, width) / min(height, width))
-
-
 # ---------------------------------------------------------------------------- inputs
 
 
@@ -191,7 +179,7 @@ def segment_images(
     matched by stem. An image that cannot be read or scored is recorded with its ``error``
     and the run goes on."""
     from segzoo.hub import resolve_checkpoint_dir
-    from segzoo.inference import colorize, orient, overlay, predict_mask, read_photo
+    from segzoo.inference import colorize, orient, overlay, predict_mask, read_photo, training_scale
     from segzoo.metrics import confusion_matrix, scores_from_confusion
 
     paths = expand_inputs(images)

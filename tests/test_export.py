@@ -33,9 +33,8 @@ from segzoo.export import (
     read_metadata,
     verify_semantic,
 )
-from segzoo.inference import predict_mask, read_image
+from segzoo.inference import predict_mask, read_image, training_scale
 from segzoo.models.smp_factory import build_smp
-from segzoo.predict import training_scale
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((REPO / "examples").glob("camvid-*.jpg"))

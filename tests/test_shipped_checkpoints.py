@@ -39,8 +39,7 @@ def test_fast_path_gives_the_float32_labels(checkpoint: Path) -> None:
 
     import segzoo
     from segzoo.devices import ComputeRecipe
-    from segzoo.inference import predict_mask, read_image
-    from segzoo.predict import training_scale
+    from segzoo.inference import predict_mask, read_image, training_scale
 
     fast = ComputeRecipe(torch.device("cpu"), "bf16-mixed", channels_last=True)
     float32 = ComputeRecipe(torch.device("cpu"), "32-true", channels_last=False)

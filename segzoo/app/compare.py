@@ -167,7 +167,7 @@ def _round(value: float, digits: int) -> float | None:
 def working_image(image: np.ndarray, max_side: int | None, config: dict[str, Any] | None = None) -> np.ndarray:
     """Downscale to the scale the model was trained at (as ``segzoo predict`` does), never
     beyond ``max_side``; small photos are not upscaled."""
-    from segzoo.predict import training_scale
+    from segzoo.inference import training_scale
 
     side = training_scale(image, config or {}, fallback=max_side or max(image.shape[:2]))
     return resize_max_side(image, min(side, max_side) if max_side else side)
