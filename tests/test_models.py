@@ -76,6 +76,19 @@ def test_segnet_decoder_has_no_other_upsampling() -> None:
     assert all(p.return_indices for p in net.pools)
 
 
+def test_segnet_width_scales_every_stage_and_is_checked() -> None:
+    narrow = segzoo.create_model("segnet", num_classes=3, base_channels=32)
+    convs = [m for m in narrow.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs[:13]] == [32, 32, 64, 64, 128, 128, 128, 256, 256, 256, 256, 256, 256]
+    assert convs[-1].out_channels == 3 and narrow(torch.randn(1, 3, 64, 64)).shape == (1, 3, 64, 64)
+    # A quarter of the parameters, as the conv widths halve.
+    assert count_parameters(narrow) < 0.3 * count_parameters(segzoo.create_model("segnet", num_classes=3))
+    with pytest.raises(ValueError, match="multiple of 8"):
+        segzoo.create_model("segnet", num_classes=3, base_channels=12)
+    with pytest.raises(ValueError, match="base_channels 64"):
+        segzoo.create_model("segnet", num_classes=3, base_channels=32, encoder_weights="imagenet")
+
+
 def test_segnet_unpools_to_the_encoder_argmax_positions() -> None:
     """Each decoder stage puts its input values exactly where the matching encoder
     pool found its maxima, and zeros everywhere else."""

@@ -19,6 +19,12 @@ from segzoo.registry import register_model
 
 # Convolutions per stage and their widths: VGG16's configuration D.
 VGG16_STAGES = [(2, 64), (2, 128), (3, 256), (3, 512), (3, 512)]
+VGG16_BASE_CHANNELS = 64
+
+
+def vgg16_stages(base_channels: int = VGG16_BASE_CHANNELS) -> list[tuple[int, int]]:
+    """VGG16's stages with every width scaled by ``base_channels / 64`` (64: the paper's)."""
+    return [(n_convs, width * base_channels // VGG16_BASE_CHANNELS) for n_convs, width in VGG16_STAGES]
 
 
 def conv_bn_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
@@ -30,23 +36,26 @@ def conv_bn_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
 
 
 class SegNet(nn.Module):
-    def __init__(self, num_classes: int, in_channels: int = 3) -> None:
+    """``base_channels``: the first stage's width (64 in the paper); the others scale with it."""
+
+    def __init__(self, num_classes: int, in_channels: int = 3, base_channels: int = VGG16_BASE_CHANNELS) -> None:
         super().__init__()
+        stages = vgg16_stages(base_channels)
         self.encoder_stages = nn.ModuleList()
         channels = in_channels
-        for n_convs, width in VGG16_STAGES:
+        for n_convs, width in stages:
             layers: list[nn.Module] = []
             for i in range(n_convs):
                 layers += conv_bn_relu(channels if i == 0 else width, width)
             self.encoder_stages.append(nn.Sequential(*layers))
             channels = width
-        self.pools = nn.ModuleList(nn.MaxPool2d(2, 2, return_indices=True) for _ in VGG16_STAGES)
-        self.unpools = nn.ModuleList(nn.MaxUnpool2d(2, 2) for _ in VGG16_STAGES)
+        self.pools = nn.ModuleList(nn.MaxPool2d(2, 2, return_indices=True) for _ in stages)
+        self.unpools = nn.ModuleList(nn.MaxUnpool2d(2, 2) for _ in stages)
 
         # The decoder mirrors the encoder; each stage's last conv maps to the width the
         # next (shallower) stage expects. The shallowest stage ends in the classifier.
         self.decoder_stages = nn.ModuleList()
-        reversed_stages = list(reversed(VGG16_STAGES))
+        reversed_stages = list(reversed(stages))
         for s, (n_convs, width) in enumerate(reversed_stages):
             is_last = s == len(reversed_stages) - 1
             out_width = width if is_last else reversed_stages[s + 1][1]
@@ -97,11 +106,18 @@ class SegNet(nn.Module):
     paper="Badrinarayanan, Kendall, Cipolla, SegNet, TPAMI 2017 (arXiv:1511.00561)",
     params=29_441_996,
 )
-def build_segnet(num_classes: int, in_channels: int = 3, encoder_weights: str | None = None) -> nn.Module:
-    net = SegNet(num_classes, in_channels)
+def build_segnet(
+    num_classes: int,
+    in_channels: int = 3,
+    encoder_weights: str | None = None,
+    base_channels: int = VGG16_BASE_CHANNELS,
+) -> nn.Module:
+    if base_channels < 1 or base_channels % 8:
+        raise ValueError(f"segnet base_channels must be a positive multiple of 8, got {base_channels}")
+    net = SegNet(num_classes, in_channels, base_channels)
     if encoder_weights is not None:
-        if encoder_weights != "imagenet" or in_channels != 3:
-            raise ValueError("segnet supports encoder_weights='imagenet' (3 input channels) or None")
+        if encoder_weights != "imagenet" or in_channels != 3 or base_channels != VGG16_BASE_CHANNELS:
+            raise ValueError("segnet supports encoder_weights='imagenet' (3 input channels, base_channels 64) or None")
         check_weights_source(encoder_weights, TORCHVISION_URL, "the SegNet VGG16 encoder")
         from torchvision.models import VGG16_BN_Weights
 
