@@ -236,7 +236,13 @@ def run(args: argparse.Namespace) -> int:
         if is_hub_uri(args.checkpoint):
             raise ValueError(f"{args.checkpoint}: Mask R-CNN evaluation writes into the checkpoint folder; "
                              "download it first (`hf download`) and evaluate the local copy")  # fmt: skip
-        evaluate_instance(checkpoint, args.split, data_root=args.data_root, device=str(resolve_device(args.device)))
+        evaluate_instance(
+            checkpoint,
+            args.split,
+            data_root=args.data_root,
+            device=str(resolve_device(args.device)),
+            precision=args.precision,
+        )
         return 0
     metrics = evaluate_checkpoint(
         args.checkpoint,

@@ -106,7 +106,7 @@ def test_train_builds_each_task_its_typed_config() -> None:
 @pytest.mark.parametrize(
     "model, extra, refused",
     [
-        ("maskrcnn_r50_fpn", ["--loss", "dice", "--precision", "32-true"], "--loss, --precision"),
+        ("maskrcnn_r50_fpn", ["--loss", "dice", "--devices", "2"], "--devices, --loss"),
         ("maskrcnn_r50_fpn", ["--no-augment"], "--no-augment"),
         ("unet", ["--backend", "torchvision"], "--backend"),
         ("unet", ["--max-iters", "10"], "--max-iters"),

@@ -203,7 +203,8 @@ def test_train_checkpoint_round_trip_evaluate_and_predict(tmp_path: Path) -> Non
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor.to(saved[name].dtype), saved[name]), name
 
-    metrics = evaluate_instance(out, "val", device="cpu", progress=False)
+    # At the training precision (bf16 on CPUs that have it), as validation ran.
+    metrics = evaluate_instance(out, "val", device="cpu", progress=False, precision=config["training"]["precision"])
     for key in ("mask_AP", "mask_AP50", "mask_AP75", "box_AP"):
         assert 0.0 <= metrics[key] <= 1.0
     assert metrics["split"] == "val" and metrics["num_images"] == 1

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from segzoo.data import get_instance_dataset
 from segzoo.data.instances import InstanceDataset
-from segzoo.devices import resolve_device
+from segzoo.devices import ComputeRecipe, compute_recipe
 from segzoo.instance.predict import MASK_THRESHOLD
 
 # Rasterised IoU: instances scoring at least this are painted, as the app shows them.
@@ -111,8 +111,11 @@ def evaluate_model(
     device: str | torch.device = "cpu",
     progress: bool = True,
     max_images: int | None = None,
+    recipe: ComputeRecipe | None = None,
 ) -> dict[str, Any]:
-    """COCO AP of ``model`` on ``dataset`` (plus thing-class IoU when it has semantic labels)."""
+    """COCO AP of ``model`` on ``dataset`` (plus thing-class IoU when it has semantic labels).
+    ``recipe``: run the forward pass with its autocast (training validates this way); float32
+    without one."""
     from segzoo.data.camvid_instances import CAMVID_THINGS
     from segzoo.metrics import ConfusionMatrix
 
@@ -125,7 +128,9 @@ def evaluate_model(
     start = time.perf_counter()
     for index in tqdm(range(num), desc="evaluate", unit="image", disable=not progress, leave=False):
         image, _ = dataset[index]
-        output = model([image.to(device)])[0]
+        with recipe.autocast() if recipe is not None else contextlib.nullcontext():
+            output = model([image.to(device)])[0]
+        output = {k: v.float() if v.is_floating_point() else v for k, v in output.items()}
         results += detections_to_coco(dataset.image_ids[index], output)
         if confusion is not None:
             label = dataset.semantic_label(index)
@@ -171,13 +176,17 @@ def evaluate_instance(
     data_root: str | Path | None = None,
     device: str = "cpu",
     progress: bool = True,
+    precision: str = "32-true",
 ) -> dict[str, Any]:
     """Evaluate a Mask R-CNN checkpoint on ``split`` of the data set it was trained on;
-    writes ``metrics.json`` into the checkpoint directory and returns the metrics."""
+    writes ``metrics.json`` into the checkpoint directory and returns the metrics.
+    ``precision``: float32 by default, so published numbers reproduce on any machine; the
+    training precision (``config["training"]["precision"]``) reproduces its validation."""
     from segzoo.checkpoint import METRICS_FILE, load, write_json
 
     checkpoint_dir = Path(checkpoint_dir)
-    device = resolve_device(device)
+    recipe = compute_recipe(device, precision, channels_last=False)
+    device = recipe.device
     model, config = load(checkpoint_dir, device=device)
     if config.get("task") != "instance":
         raise ValueError(f"{checkpoint_dir}: not an instance-segmentation checkpoint (task={config.get('task')!r})")
@@ -197,7 +206,8 @@ def evaluate_instance(
         "dataset": config["dataset"],
         "split": split,
         "data_root": str(root),
-        **evaluate_model(model, dataset, device, progress=progress),
+        **evaluate_model(model, dataset, device, progress=progress, recipe=recipe),
+        "precision": recipe.precision,
     }
     write_json(checkpoint_dir / METRICS_FILE, metrics)
     if progress:

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from segzoo.data import get_instance_dataset
 from segzoo.data.instances import InstanceDataset, collate_instances
-from segzoo.devices import device_name, resolve_device
+from segzoo.devices import PRECISIONS, compute_recipe, device_name
 from segzoo.training.optim import parameter_groups
 from segzoo.training.run import EpochRun, finite_or_none
 from segzoo.training.state import ResumeState
@@ -77,9 +77,9 @@ def default_size(dataset: InstanceDataset) -> int:
 @dataclass
 class InstanceTrainConfig:
     """Everything ``segzoo train`` can be told for an instance model. ``None`` means the
-    default named in the comment. Mask R-CNN trains with SGD (momentum 0.9), horizontal
-    flips and in float32: the semantic trainer's loss, optimiser, augmentation and
-    precision options have no field here, and the command line refuses them."""
+    default named in the comment. Mask R-CNN trains with SGD (momentum 0.9) and horizontal
+    flips: the semantic trainer's loss, optimiser, augmentation and multi-device options
+    have no field here, and the command line refuses them."""
 
     model: str
     dataset: str
@@ -95,6 +95,7 @@ class InstanceTrainConfig:
     size: int | None = None  # longest image side; None: the data's own, at most MAX_DEFAULT_SIDE
     seed: int = 0
     accelerator: str = "auto"  # auto | cpu | cuda (gpu)
+    precision: str = "auto"  # autocast of the forward pass (segzoo.devices); the weights stay float32
     backend: str = "auto"  # auto | torchvision | detectron2
     weights: str | None = None  # "coco": start from the COCO-trained detector
     encoder_weights: str | None = None  # "imagenet": start the backbone from ImageNet
@@ -139,6 +140,8 @@ class InstanceTrainConfig:
             grad_clip=10.0 if self.grad_clip is None else self.grad_clip,
             rois_per_image=int(rois or DEFAULT_ROIS_PER_IMAGE),
         )
+        if cfg.precision not in PRECISIONS:
+            raise ValueError(f"--precision must be one of {PRECISIONS}")
         if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.lr <= 0:
             raise ValueError("--epochs and --batch-size must be >= 1 and --lr > 0")
         return cfg
@@ -163,8 +166,10 @@ class InstanceRun(EpochRun):
     history_columns = HISTORY_COLUMNS
 
     def __init__(self, cfg: InstanceTrainConfig) -> None:
-        super().__init__(cfg)
-        self.device = resolve_device(cfg.accelerator)
+        # Detection inputs are lists of differently sized images: no channels-last.
+        self.recipe = compute_recipe(cfg.accelerator, cfg.precision, channels_last=False)
+        super().__init__(replace(cfg, precision=self.recipe.precision))
+        self.device = self.recipe.device
         self.workers = cfg.num_workers if cfg.num_workers is not None else (0 if self.device.type == "cpu" else 4)
 
     def adopt_saved_options(self, saved: dict[str, Any]) -> None:
@@ -276,7 +281,9 @@ class InstanceRun(EpochRun):
             images = [i.to(self.device, non_blocking=True) for i in images]
             targets = [{k: v.to(self.device, non_blocking=True) for k, v in t.items()} for t in targets]
             lr = self._set_lr()
-            losses = self.model(images, targets)
+            with self.recipe.autocast():
+                losses = self.model(images, targets)
+            losses = {k: v.float() for k, v in losses.items()}
             loss = sum(losses.values())
             if not torch.isfinite(loss):
                 terms = ", ".join(f"{k} {v.item():.4g}" for k, v in losses.items())
@@ -302,7 +309,12 @@ class InstanceRun(EpochRun):
         val_start = time.perf_counter()
         with weights_rounded_to_half(self.model):  # score exactly the weights that are saved
             metrics = evaluate_model(
-                self.model, self.val_set, self.device, progress=self.show, max_images=cfg.limit_val_images
+                self.model,
+                self.val_set,
+                self.device,
+                progress=self.show,
+                max_images=cfg.limit_val_images,
+                recipe=self.recipe,
             )
         val_seconds = time.perf_counter() - val_start
         seconds = time.perf_counter() - start
@@ -333,6 +345,7 @@ class InstanceRun(EpochRun):
             "lr_steps": list(LR_STEPS), "warmup_iters": self.warmup_iters, "grad_clip": cfg.grad_clip,
             "epochs": cfg.epochs, "batch_size": cfg.batch_size, "iterations": self.step,
             "max_iters": cfg.max_iters, "limit_train_batches": cfg.limit_train_batches, "seed": cfg.seed,
+            "precision": cfg.precision, "val_precision": cfg.precision,
             "weights": cfg.weights,
             "encoder_weights": cfg.encoder_weights, "augment": {"hflip": True},
             "data_root": data_root, "train_split": cfg.train_split,
@@ -369,7 +382,7 @@ class InstanceRun(EpochRun):
             f"training {cfg.model} ({cfg.backend}) on {cfg.dataset} ({len(self.train_set)} train / "
             f"{len(self.val_set)} val images, {self.train_set.num_classes} classes) at longest side {cfg.size}, "
             f"batch {cfg.batch_size}, {self.steps_per_epoch} steps/epoch, epochs {start_epoch + 1}-{cfg.epochs} "
-            f"(at most {self.total_steps} iterations), lr {cfg.lr:g}, {device_name(self.device)} -> {self.out}"
+            f"(at most {self.total_steps} iterations), lr {cfg.lr:g}, {self.recipe.describe()} -> {self.out}"
         )
 
     def epoch_message(self, row: dict[str, Any], improved: bool) -> str:
