@@ -337,7 +337,7 @@ class InstanceRun(EpochRun):
 
     # -- what is written ----------------------------------------------------------------------
 
-    def checkpoint_config(self, completed: bool = False) -> dict[str, Any]:
+    def checkpoint_config(self, history: list[dict[str, Any]], completed: bool = False) -> dict[str, Any]:
         cfg = self.cfg
         data_root = str(Path(cfg.data_root).resolve())
         training = {

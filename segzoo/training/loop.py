@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from segzoo.checkpoint import HISTORY_FILE, WEIGHTS_FILE
+from segzoo.checkpoint import WEIGHTS_FILE
 from segzoo.devices import (
     CHANNELS_LAST_CHOICES,
     PRECISIONS,
@@ -526,7 +526,7 @@ class SemanticRun(EpochRun):
 
     # -- what is written --------------------------------------------------------------------------
 
-    def checkpoint_config(self, completed: bool = False) -> dict[str, Any]:
+    def checkpoint_config(self, history: list[dict[str, Any]], completed: bool = False) -> dict[str, Any]:
         cfg = self.cfg
         info = self.info.to_dict()
         training = {
@@ -570,7 +570,7 @@ class SemanticRun(EpochRun):
             "train_seconds": round(self.elapsed, 3),
             "init_from": self.init_info,
             "stage": self.stage,
-            **training_cost(read_history(self.out) if (self.out / HISTORY_FILE).is_file() else []),
+            **training_cost(history),
             "completed": completed,
         }
         return {

@@ -96,7 +96,8 @@ class EpochRun:
         """Train one epoch (0-based), validate if asked; returns its history row."""
         raise NotImplementedError
 
-    def checkpoint_config(self, completed: bool = False) -> dict[str, Any]:
+    def checkpoint_config(self, history: list[dict[str, Any]], completed: bool = False) -> dict[str, Any]:
+        """What ``config.json`` records; ``history``: the run's rows so far."""
         raise NotImplementedError
 
     def saved_model(self) -> nn.Module:
@@ -253,7 +254,7 @@ class EpochRun:
         """Best checkpoint (if better), then history, then resume state: a kill between
         two of these writes costs at most a re-run of this epoch."""
         if improved:
-            save_checkpoint(self.out, self.saved_model(), self.checkpoint_config(), half=True)
+            save_checkpoint(self.out, self.saved_model(), self.checkpoint_config(history), half=True)
         write_history(self.out, history, self.history_columns)
         info = {
             f"best_{self.metric}": finite_or_none(self.best_score),
@@ -278,7 +279,7 @@ class EpochRun:
         """The saved weights are the best epoch's; record the final state of the run."""
         if not (self.out / WEIGHTS_FILE).is_file():
             return
-        write_json(self.out / CONFIG_FILE, self.checkpoint_config(completed=True))
+        write_json(self.out / CONFIG_FILE, self.checkpoint_config(history, completed=True))
         if not self.cfg.keep_resume_state:
             shutil.rmtree(self.out / RESUME_DIR, ignore_errors=True)
         print(self.done_message(history), flush=True)
