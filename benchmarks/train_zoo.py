@@ -20,6 +20,10 @@ schedule after a 1-epoch warm-up, an exponential moving average of the weights (
 validated and saved), validation every 3 epochs; bf16 autocast and channels-last by
 default (segzoo.devices). Evaluation is at full 360x480 on the 233 test frames.
 
+Mask R-CNN trains on fruits-nuts and on CamVid's things (camvid_instances, shipped in
+checkpoints/camvid/ beside the semantic models, scored on the test frames' car, pedestrian and
+bicyclist pixels as well as by mask AP).
+
 --interim is the old reduced-resolution stand-in recipe: its checkpoints are marked
 interim in their config and on the leaderboard.
 """
@@ -34,6 +38,7 @@ import time
 from pathlib import Path
 
 import segzoo
+from segzoo.data import dataset_entry
 
 # (segzoo data set, folder under --data, extra `segzoo train` options, models)
 PLAN: list[tuple[str, str, list[str], list[str]]] = [
@@ -44,6 +49,8 @@ PLAN: list[tuple[str, str, list[str], list[str]]] = [
         ["--dataset-option", "mode=trimap"],
         ["unet", "segnet", "unet_resnet34"],
     ),
+    ("fruits_nuts", "fruits-nuts", [], ["maskrcnn_r50_fpn"]),
+    ("camvid_instances", "camvid", [], ["maskrcnn_r50_fpn"]),
 ]
 
 CAMVID_RECIPE = [
@@ -73,8 +80,22 @@ PET_RECIPE = [
 # the sample: the shipped models train 100 (`--epochs 30` reruns the classic protocol).
 PET_EPOCHS = 100
 PET_MODEL_KWARGS = {"unet": '{"base_channels": 32}', "segnet": '{"base_channels": 32}'}
-RECIPES = {"camvid": CAMVID_RECIPE, "oxford_pet": PET_RECIPE}
+# Mask R-CNN from scratch (no pretrained weights can be downloaded here): SGD, lr 0.01 for
+# batch 2, the step schedule and flips of segzoo's instance trainer, bf16 autocast. fruits-nuts
+# (15 training photos, 3 held out as val, which is also its test split) at 512 px.
+FRUITS_RECIPE = ["--size", "512", "512", "--lr", "0.01", "--seed", "0"]
+# CamVid's cars, pedestrians and bicyclists at the frames' own 360x480.
+CAMVID_INSTANCES_RECIPE = ["--lr", "0.01", "--seed", "0"]
+INSTANCE_EPOCHS = {"fruits_nuts": 60, "camvid_instances": 24}
+RECIPES = {
+    "camvid": CAMVID_RECIPE,
+    "oxford_pet": PET_RECIPE,
+    "fruits_nuts": FRUITS_RECIPE,
+    "camvid_instances": CAMVID_INSTANCES_RECIPE,
+}
 MODEL_KWARGS = {"oxford_pet": PET_MODEL_KWARGS}
+# The split each data set's shipped score is on (fruits-nuts has no test split of its own).
+EVAL_SPLIT = {"fruits_nuts": "val"}
 # Half resolution and a short schedule: what two CPU cores manage in minutes per model.
 INTERIM_RECIPE = {
     "camvid": ["--size", "180", "240", "--batch-size", "8"],
@@ -209,7 +230,8 @@ def main() -> int:
         for model in models:
             if args.models and model not in args.models:
                 continue
-            out = args.checkpoints / dataset / model
+            # Shipped in its label set's folder: Mask R-CNN on CamVid's things goes to camvid/.
+            out = args.checkpoints / dataset_entry(dataset).label_set_name / model
             if (out / "metrics.json").exists() and not args.force:
                 print(f"skip {dataset}/{model}: already evaluated", flush=True)
                 continue
@@ -218,7 +240,9 @@ def main() -> int:
                 recipe = ["--interim", *INTERIM_RECIPE[dataset]]
             else:
                 recipe = RECIPES.get(dataset, [])
-            epochs = args.epochs or {"camvid": CAMVID_EPOCHS.get(model), "oxford_pet": PET_EPOCHS}.get(dataset)
+            epochs = args.epochs or {"camvid": CAMVID_EPOCHS.get(model), "oxford_pet": PET_EPOCHS}.get(
+                dataset, INSTANCE_EPOCHS.get(dataset)
+            )
             kwargs = MODEL_KWARGS.get(dataset, {}).get(model)
             start = time.monotonic()
             run(
@@ -229,7 +253,7 @@ def main() -> int:
                  *(["--epochs", str(epochs)] if epochs else [])]
             )  # fmt: skip
             ship(run_dir, out)
-            run([*segzoo_cmd, "evaluate", str(out), "--split", "test", "--no-progress"])
+            run([*segzoo_cmd, "evaluate", str(out), "--split", EVAL_SPLIT.get(dataset, "test"), "--no-progress"])
             record_regression(out)
             print(f"{dataset}/{model}: {time.monotonic() - start:.0f} s", flush=True)
         if args.comparison:

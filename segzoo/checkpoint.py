@@ -81,6 +81,15 @@ def read_json(path: str | Path) -> Any:
         raise CheckpointError(f"{path}: not valid JSON ({exc}); the file is corrupt or truncated") from None
 
 
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes (what regression records and exports name weights by)."""
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
+
+
 def _digest(tensors: dict[str, torch.Tensor]) -> str:
     sha = hashlib.sha256()
     for name in sorted(tensors):

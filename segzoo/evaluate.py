@@ -13,7 +13,6 @@ confusion matrix over all their pixels in ``metrics.json``, and per image ``pred
 from __future__ import annotations
 
 import argparse
-import hashlib
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,17 +20,9 @@ from typing import Any
 
 import torch
 
-from segzoo.checkpoint import METRICS_FILE, WEIGHTS_FILE, load, load_config, write_json
+from segzoo.checkpoint import METRICS_FILE, WEIGHTS_FILE, file_sha256, load, load_config, write_json
 from segzoo.devices import PRECISIONS, compute_recipe, device_name, resolve_device
 from segzoo.version import __version__
-
-
-def file_sha256(path: str | Path) -> str:
-    sha = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            sha.update(block)
-    return sha.hexdigest()
 
 
 def evaluate_checkpoint(
@@ -315,6 +306,7 @@ def score_example_frames(
     Examples are ``<dataset>-<name>.jpg`` with a ``<dataset>-<name>.mask.png`` of class
     indices. Prediction goes through the same path as the app and ``segzoo predict``
     (training scale, full-size mask), and one confusion matrix covers all the frames.
+    Instance checkpoints: :func:`segzoo.instance.evaluate.score_example_frames` (float32).
     """
     import numpy as np
     from PIL import Image
@@ -322,6 +314,10 @@ def score_example_frames(
     from segzoo.inference import predict_mask, read_image, training_scale
     from segzoo.metrics import ConfusionMatrix
 
+    if load_config(checkpoint_dir).get("task") == "instance":
+        from segzoo.instance.evaluate import score_example_frames as score_instance_examples
+
+        return score_instance_examples(checkpoint_dir, examples_dir)
     recipe = compute_recipe("cpu", precision)
     model, config = load(checkpoint_dir)
     model = recipe.prepare_model(model)

@@ -456,8 +456,7 @@ def export_checkpoint(
     written and, with ``verify``, the label agreement with PyTorch float32 (an error below
     :data:`MIN_AGREEMENT`). The default ``out`` is ``CKPT/model.onnx`` for a local folder,
     ``./<repo>.onnx`` for a Hub checkpoint (its cache folder is not ours to write)."""
-    from segzoo.checkpoint import WEIGHTS_FILE, load
-    from segzoo.evaluate import file_sha256
+    from segzoo.checkpoint import WEIGHTS_FILE, file_sha256, load
     from segzoo.hub import is_hub_uri, local_name, resolve_checkpoint_dir
 
     if format not in FORMATS:

@@ -399,6 +399,83 @@ def test_instance_models_are_drawn_as_instances(tmp_path: Path) -> None:
     assert comparison.disagreement() is None
 
 
+def save_thing_model(directory: Path, class_names: list[str], metrics: dict | None = None) -> None:
+    """A Mask R-CNN checkpoint folder (the catalogue reads its config, not its weights)."""
+    config = {**shapes_config("maskrcnn_r50_fpn"), "task": "instance", "num_classes": len(class_names)}
+    config.update(class_names=class_names, palette=None, dataset="shapes_things")
+    save_checkpoint(directory, nn.Linear(1, 1), config)
+    if metrics is not None:
+        write_json(directory / "metrics.json", metrics)
+
+
+def test_an_instance_model_of_some_of_the_classes_joins_the_label_set(tmp_path: Path) -> None:
+    pytest.importorskip("segzoo.instance.predict")
+    make_tiny_checkpoints(tmp_path)
+    save_thing_model(tmp_path / "shapes" / "maskrcnn", ["disk", "square"])  # CamVid's things in camvid/
+    save_thing_model(tmp_path / "shapes" / "maskrcnn_cats", ["disk", "cat"])  # a class the others lack
+    catalog = Catalog.scan(tmp_path)
+    label_set = catalog.label_set("shapes")
+    assert label_set.class_names == CLASSES  # the semantic models decide, even if outnumbered
+    assert [e.key for e in label_set.entries] == ["maskrcnn", "unet", "unet_efficientnet_b0"]
+    maskrcnn = label_set.entry("maskrcnn")
+    assert maskrcnn.label_set_indices == [2, 1]
+    assert label_set.classes_of(maskrcnn) == (["disk", "square"], [(60, 180, 75), (230, 25, 75)])
+    assert label_set.classes_of(label_set.entry("unet"))[0] == CLASSES
+    assert any("maskrcnn_cats" in p and "differ" in p for p in catalog.problems)
+
+
+def test_an_instance_model_is_scored_on_its_classes_of_an_uploaded_mask(tmp_path: Path) -> None:
+    pytest.importorskip("segzoo.instance.predict")
+    config = {**shapes_config("maskrcnn_r50_fpn"), "task": "instance", "num_classes": 2}
+    entry = ModelEntry("shapes", "maskrcnn", tmp_path / "maskrcnn", {**config, "class_names": ["disk", "square"]})
+    entry.label_set_indices = [2, 1]
+    label_set = LabelSet("shapes", CLASSES, [tuple(c) for c in PALETTE], 255, [entry])
+    cache = ModelCache(device="cpu", loader=lambda directory, device: (FakeMaskRCNN(), {}))
+    photo = np.full((80, 120, 3), 128, np.uint8)
+    # FakeMaskRCNN at the 40x60 working size: its class 0 (disk) top left, class 1 (square,
+    # score 0.3) bottom right; at the upload's size each is a 40x60 quadrant.
+    truth = np.zeros((80, 120), np.uint8)
+    truth[:40, :60] = 2  # the disk, exactly
+    truth[40:, 60:90] = 1  # half the square's quadrant
+    truth[:5, 100:] = 255  # ignored
+    comparison = compare_models(photo, label_set, [entry], cache, max_side=60, score_threshold=0.2, ground_truth=truth)
+    (output,) = comparison.outputs
+    assert output.error is None
+    assert output.class_iou == {"disk": 1.0, "square": 0.5}  # background is not its class: left out
+    assert output.image_scores["miou"] == 0.75
+    notes = comparison.table()["Notes"][0]
+    assert "2 instances" in notes and "scored on its classes (disk, square)" in notes
+    assert comparison.class_iou_table().set_index("Model").loc["maskrcnn", "background"] is None  # blank
+    drawn = comparison.rendered(output, alpha=1.0, score_threshold=0.2)
+    assert (drawn[10:30, 10:50] != 128).any()
+
+
+def test_the_leaderboard_shows_an_instance_models_mask_ap_and_class_ious_not_its_miou(tmp_path: Path) -> None:
+    pytest.importorskip("segzoo.instance.predict")
+    leaderboard = pytest.importorskip("segzoo.leaderboard")
+    from segzoo.app.tables import display_table, leaderboard_frame
+
+    make_tiny_checkpoints(tmp_path / "checkpoints")
+    metrics = {"task": "instance", "mask_AP": 0.3, "thing_miou": 0.6, "thing_iou": {"disk": 0.7, "square": 0.5}}
+    save_thing_model(tmp_path / "checkpoints" / "shapes" / "maskrcnn", ["disk", "square"], metrics)
+    catalog = Catalog.scan(tmp_path / "checkpoints")
+    frame = leaderboard_frame(catalog).set_index("model")
+    assert math.isnan(frame.loc["maskrcnn", "miou"])  # over 2 of the 3 classes: not comparable
+    assert frame.loc["maskrcnn", "mask_ap"] == 0.3 and frame.loc["maskrcnn", "iou"] == {"disk": 0.7, "square": 0.5}
+    assert frame.loc["maskrcnn", "dataset"] == "shapes"
+    shown = display_table(frame.reset_index())
+    assert list(shown.set_index("Model")["Mask AP (%)"].dropna()) == [30.0]
+    assert "Mask AP (%)" not in display_table(frame.drop(index="maskrcnn").reset_index())
+    # A leaderboard file lists it under its training data set with mIoU over its own classes.
+    row = {"dataset": "shapes_things", "model": "maskrcnn_r50_fpn", "miou": 0.6, "mask_ap": 0.3,
+           "checkpoint": "checkpoints/shapes/maskrcnn"}  # fmt: skip
+    path = tmp_path / "leaderboard.json"
+    path.write_text(json.dumps({"rows": [{c: row.get(c) for c in leaderboard.COLUMNS}]}))
+    listed = leaderboard_frame(catalog, path).set_index("model")
+    assert math.isnan(listed.loc["maskrcnn", "miou"]) and listed.loc["maskrcnn", "dataset"] == "shapes"
+    assert listed.loc["maskrcnn", "iou"]["disk"] == 0.7
+
+
 def test_distinct_label_counts() -> None:
     a = np.array([[0, 1, 2]])
     b = np.array([[0, 1, 1]])

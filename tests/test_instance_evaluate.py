@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 import torch
 import torch.nn as nn
 from test_instance_data import make_camvid_folder, make_coco_folder
+from test_shipped_checkpoints import assert_same_detections
 
 from segzoo.data import get_instance_dataset
 from segzoo.instance.evaluate import coco_ap, detections_to_coco, evaluate_model, paint_instances
@@ -72,6 +74,7 @@ def test_paint_instances_puts_higher_scores_on_top() -> None:
     masks[0, 0, :2] = 1  # class 0 (label 1), low score
     masks[1, 0, 1:3] = 1  # class 2 (label 3), high score, overlaps row 1
     output = {"masks": masks, "labels": torch.tensor([1, 3]), "scores": torch.tensor([0.6, 0.9])}
+    output["boxes"] = torch.tensor([[0.0, 0.0, 4.0, 2.0], [0.0, 1.0, 4.0, 3.0]])  # a detection output has them
     painted = paint_instances(output, (4, 4), background=9, score_threshold=0.5)
     assert painted[:, 0].tolist() == [0, 2, 2, 9]
     assert (paint_instances(output, (4, 4), 9, score_threshold=0.95) == 9).all()
@@ -109,3 +112,71 @@ def test_mask_threshold_matters() -> None:
     assert mask_utils.area(entry["segmentation"]) == 0
     (above,) = detections_to_coco(0, {**output, "masks": output["masks"] + 0.02})
     assert np.isclose(float(mask_utils.area(above["segmentation"])), 16)
+
+
+class FixedDetector(nn.Module):
+    """Finds one "car" (class 0) covering ``box`` (x1, y1, x2, y2) of any image."""
+
+    def __init__(self, box: tuple[int, int, int, int]) -> None:
+        super().__init__()
+        self.box = box
+        self.weight = nn.Parameter(torch.zeros(1))
+
+    def forward(self, images: list[torch.Tensor]):  # noqa: ANN201
+        _, h, w = images[0].shape
+        x1, y1, x2, y2 = self.box
+        masks = torch.zeros(1, 1, h, w)
+        masks[0, 0, y1:y2, x1:x2] = 1
+        return [
+            {
+                "boxes": torch.tensor([[x1, y1, x2, y2]], dtype=torch.float32),
+                "labels": torch.tensor([1]),
+                "scores": torch.tensor([0.8]),
+                "masks": masks,
+            }
+        ]
+
+
+def test_example_frames_record_detections_and_the_label_sets_thing_iou(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What benchmarks/train_zoo.py records for a shipped Mask R-CNN (regression.json)."""
+    from PIL import Image
+
+    import segzoo.checkpoint
+    from segzoo.evaluate import score_example_frames
+
+    checkpoint = tmp_path / "camvid" / "maskrcnn_r50_fpn"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "model.safetensors").write_bytes(b"weights")
+    config = {"model": "maskrcnn_r50_fpn", "task": "instance", "dataset": "camvid_instances", "num_classes": 3,
+              "class_names": ["car", "pedestrian", "bicyclist"]}  # fmt: skip
+    (checkpoint / "config.json").write_text(json.dumps(config))
+    examples = tmp_path / "examples"
+    examples.mkdir()
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(examples / "camvid-a.jpg")
+    truth = np.full((20, 30), 3, np.uint8)  # road
+    truth[5:10, 10:20] = 8  # a car
+    truth[15:, :5] = 11  # unlabelled: ignored
+    Image.fromarray(truth).save(examples / "camvid-a.mask.png")
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(examples / "oxford_pet-b.jpg")  # not its label set
+
+    def record(box: tuple[int, int, int, int]) -> dict:
+        monkeypatch.setattr(segzoo.checkpoint, "load", lambda directory: (FixedDetector(box), config))
+        return score_example_frames(checkpoint, examples)
+
+    exact = record((10, 5, 20, 10))
+    assert exact["frames"] == ["camvid-a"]
+    assert exact["detections"] == {"camvid-a": [{"label": 0, "score": 0.8, "box": [10.0, 5.0, 20.0, 10.0]}]}
+    assert exact["thing_iou"] == {"car": 1.0, "pedestrian": None, "bicyclist": None} and exact["miou"] == 1.0
+    assert len(exact["weights_sha256"]) == 64
+    # Twice as wide: half of its car is road, which counts against it.
+    wide = record((10, 5, 30, 10))
+    assert wide["thing_iou"]["car"] == pytest.approx(0.5)
+    # The regression test tells the two apart.
+    assert_same_detections(exact["detections"]["camvid-a"], exact["detections"]["camvid-a"], "a")
+    with pytest.raises(AssertionError, match="lost detection"):
+        assert_same_detections(wide["detections"]["camvid-a"], exact["detections"]["camvid-a"], "a")
+    monkeypatch.setattr(segzoo.checkpoint, "load", lambda directory: (FixedDetector((0, 0, 1, 1)), config))
+    with pytest.raises(FileNotFoundError, match="no camvid-"):
+        score_example_frames(checkpoint, tmp_path)

@@ -100,3 +100,20 @@ def test_draw_handles_nothing_and_checks_sizes() -> None:
 def test_instance_colours_are_distinct() -> None:
     colours = instance_colours(12)
     assert len(set(colours)) == 12
+
+
+def test_label_map_paints_the_best_instance_on_top_in_another_label_sets_indices() -> None:
+    masks = np.zeros((3, 4, 4), bool)
+    masks[0, :2] = True  # class 1, score 0.6
+    masks[1, 1:3] = True  # class 0, score 0.9: wins row 1
+    masks[2, 3] = True  # class 1, score 0.1
+    instances = Instances(
+        boxes=np.zeros((3, 4), np.float32),
+        labels=np.array([1, 0, 1]),
+        scores=np.array([0.6, 0.9, 0.1], np.float32),
+        masks=masks,
+    )
+    painted = instances.label_map(background=7, score_threshold=0.5)
+    assert painted[:, 0].tolist() == [1, 0, 0, 7]
+    mapped = instances.label_map(background=7, score_threshold=0.0, class_indices=[4, 5])
+    assert mapped[:, 0].tolist() == [5, 4, 4, 5] and mapped.dtype == np.int64

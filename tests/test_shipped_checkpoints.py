@@ -1,6 +1,7 @@
 """Regression test of the shipped checkpoints: each must still score, on the example
-frames shipped in examples/, at least what was recorded when it was trained
-(checkpoints/<dataset>/<model>/regression.json, written by benchmarks/train_zoo.py)."""
+frames shipped in examples/, at least what was recorded when it was trained, and a Mask
+R-CNN must still find the objects it found (checkpoints/<dataset>/<model>/regression.json,
+written by benchmarks/train_zoo.py)."""
 
 from __future__ import annotations
 
@@ -23,8 +24,35 @@ def test_shipped_checkpoint_keeps_its_score(checkpoint: Path) -> None:
     assert now["weights_sha256"] == recorded["weights_sha256"], "weights changed: rerun benchmarks/train_zoo.py"
     assert now["frames"] == recorded["frames"]
     # Same weights, same frames: only float summation order may differ between machines.
-    assert now["miou"] >= recorded["miou"] - 1e-3
-    assert now["pixel_accuracy"] >= recorded["pixel_accuracy"] - 1e-3
+    if recorded.get("miou") is not None:
+        assert now["miou"] >= recorded["miou"] - 1e-3
+    if "pixel_accuracy" in recorded:
+        assert now["pixel_accuracy"] >= recorded["pixel_accuracy"] - 1e-3
+    if "detections" in recorded:  # Mask R-CNN: it still finds what it found
+        for frame in recorded["frames"]:
+            assert_same_detections(now["detections"][frame], recorded["detections"][frame], frame)
+
+
+def _box_iou(a: list[float], b: list[float]) -> float:
+    inter = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def assert_same_detections(now: list[dict], recorded: list[dict], frame: str, margin: float = 0.05) -> None:
+    """Each detection clear of the recording threshold by ``margin`` has a twin in the other
+    list: same class, box IoU >= 0.9, score within 0.02 (a weaker one may fall either side)."""
+    from segzoo.instance.evaluate import EXAMPLE_SCORE_THRESHOLD
+
+    for these, those, what in ((recorded, now, "lost"), (now, recorded, "new")):
+        for d in these:
+            if d["score"] >= EXAMPLE_SCORE_THRESHOLD + margin:
+                assert any(
+                    d["label"] == o["label"]
+                    and _box_iou(d["box"], o["box"]) >= 0.9
+                    and abs(d["score"] - o["score"]) <= 0.02
+                    for o in those
+                ), f"{frame}: {what} detection {d}"
 
 
 SEMANTIC = [p for p in SHIPPED if json.loads((p / "config.json").read_text()).get("task", "semantic") == "semantic"]

@@ -2,7 +2,10 @@
 
 Checkpoints live in ``<root>/<dataset>/<model>/`` (see :mod:`segzoo.checkpoint`). Each
 ``<dataset>`` folder is one *label set*: its models predict the same classes and share the
-class colours, so their masks can be compared pixel by pixel. A folder that cannot be used
+class colours, so their masks can be compared pixel by pixel. An instance model whose classes
+are some of the label set's (Mask R-CNN on CamVid's cars, pedestrians and bicyclists, in
+``camvid/``) joins it: its instances take those classes' colours and are scored on them. A
+folder that cannot be used
 (broken config, missing weights, unknown model, classes that differ from its siblings') is
 left out with a reason in :attr:`Catalog.problems`, and the app keeps working with the rest.
 """
@@ -47,6 +50,8 @@ class ModelEntry:
     directory: Path
     config: dict[str, Any]
     family: str = ""
+    # An instance model in a label set of more classes: its classes' indices in the label set.
+    label_set_indices: list[int] | None = None
 
     @property
     def model(self) -> str:
@@ -121,6 +126,11 @@ class LabelSet:
     def tasks(self) -> set[str]:
         return {e.task for e in self.entries}
 
+    def classes_of(self, entry: ModelEntry) -> tuple[list[str], list[tuple[int, int, int]]]:
+        """The names and colours of ``entry``'s classes, in its own class order."""
+        indices = entry.label_set_indices or range(self.num_classes)
+        return [self.class_names[i] for i in indices], [self.palette[i] for i in indices]
+
 
 def instance_support_reason() -> str | None:
     """``None`` when Mask R-CNN results can be drawn; otherwise why not."""
@@ -178,7 +188,9 @@ class Catalog:
         usable = [e for e in entries if len(names[e.key]) == e.config["num_classes"]]
         if not usable:
             return
-        counts = Counter(tuple(names[e.key]) for e in usable)
+        # The semantic models define a mixed folder's classes: an instance model covers only some.
+        voters = [e for e in usable if e.task == "semantic"] or usable
+        counts = Counter(tuple(names[e.key]) for e in voters)
         class_names = list(max(counts, key=counts.get))  # ties: the first in folder order
         first = next(e for e in usable if names[e.key] == class_names)
         palette = [tuple(int(v) for v in c) for c in first.config.get("palette") or []]
@@ -189,6 +201,9 @@ class Catalog:
         label_set = LabelSet(dataset, class_names, palette, first.config.get("ignore_index"))
         for entry in usable:
             if names[entry.key] == class_names:
+                label_set.entries.append(entry)
+            elif entry.task == "instance" and set(names[entry.key]) <= set(class_names):
+                entry.label_set_indices = [class_names.index(n) for n in names[entry.key]]
                 label_set.entries.append(entry)
             else:
                 self.problems.append(

@@ -86,9 +86,8 @@ class Comparison:
 
             threshold = self.score_threshold if score_threshold is None else score_threshold
             work = _resize_rgb(self.image, output.work_size or self.size)
-            drawing = draw_instances(
-                work, output.instances, self.label_set.class_names, self.label_set.palette, threshold
-            )
+            names, palette = self.label_set.classes_of(output.entry)
+            drawing = draw_instances(work, output.instances, names, palette, threshold)
             drawing = _resize_rgb(np.asarray(drawing, dtype=np.uint8), self.size)
             blended = (1 - alpha) * self.image.astype(np.float32) + alpha * drawing.astype(np.float32)
             return blended.round().clip(0, 255).astype(np.uint8)
@@ -115,6 +114,8 @@ class Comparison:
                 notes.append(f"loaded in {o.load_seconds:.1f} s; first run, time includes set-up")
             if o.instances is not None:
                 notes.append(f"{int((o.instances.scores >= self.score_threshold).sum())} instances")
+                if o.image_scores:
+                    notes.append(f"scored on its classes ({', '.join(self.label_set.classes_of(o.entry)[0])})")
             rows.append(
                 {
                     "Model": o.entry.label,
@@ -219,6 +220,13 @@ def compare_models(
                 start = time.perf_counter()
                 output.instances = predict_instances(model, work, entry.config, cache.device, score_threshold)
                 output.seconds = time.perf_counter() - start
+                indices = entry.label_set_indices
+                if ground_truth is not None and indices is not None:  # its classes are some of the mask's
+                    painted = output.instances.label_map(label_set.num_classes, score_threshold, indices)
+                    painted = resize_labels(painted.astype(np.int32), comparison.size)
+                    output.class_iou = instance_class_iou(painted, ground_truth, entry, label_set)
+                    defined = [v for v in output.class_iou.values() if not math.isnan(v)]
+                    output.image_scores = {"miou": float(np.mean(defined)) if defined else math.nan}
                 continue
             dtype = next(model.parameters()).dtype
             mean = tuple(entry.config.get("mean", (0.485, 0.456, 0.406)))
@@ -254,6 +262,20 @@ def mask_scores(prediction: np.ndarray, ground_truth: np.ndarray, label_set: Lab
         label_set.ignore_index,
     )
     return scores_from_confusion(cm, label_set.ignore_index)
+
+
+def instance_class_iou(
+    painted: np.ndarray, ground_truth: np.ndarray, entry: ModelEntry, label_set: LabelSet
+) -> dict[str, float]:
+    """IoU on the uploaded mask of each class an instance model knows (the label set's other
+    classes are not its to predict: they are left out, not counted as misses)."""
+    valid = ground_truth != label_set.ignore_index if label_set.ignore_index is not None else True
+    ious = {}
+    for index in entry.label_set_indices or range(label_set.num_classes):
+        predicted, truth = painted == index, ground_truth == index
+        union = int(((predicted | truth) & valid).sum())
+        ious[label_set.class_names[index]] = int((predicted & truth & valid).sum()) / union if union else math.nan
+    return ious
 
 
 def read_ground_truth(

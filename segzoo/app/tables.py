@@ -29,6 +29,7 @@ LEADERBOARD_COLUMNS = [
     "mdice",
     "pixel_accuracy",
     "mean_class_accuracy",
+    "mask_ap",
     "params",
     "gflops",
     "latency_ms",
@@ -41,7 +42,7 @@ LEADERBOARD_COLUMNS = [
     "trained_on",
     "iou",
 ]
-_NUMBER_COLUMNS = [*SCORE_COLUMNS, "params", "gflops", "latency_ms", "latency_ms_float32", "reference_miou",
+_NUMBER_COLUMNS = [*SCORE_COLUMNS, "mask_ap", "params", "gflops", "latency_ms", "latency_ms_float32", "reference_miou",
                    "train_hours", "train_epochs"]  # fmt: skip
 _TEXT_COLUMNS = ["latency_device", "reference_source", "trained_on"]
 HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_miou", "lr", "seconds", "epochs_per_min"]
@@ -54,9 +55,9 @@ def _number(value: Any) -> float:
 
 
 def _per_class(metrics: dict[str, Any], key: str) -> dict[str, float]:
-    """``{"iou": {class: v}}``, ``{"per_class_iou": {class: v}}`` or ``{"per_class": {class: {"iou": v}}}``
-    -> ``{class: v}``."""
-    for values in (metrics.get(key), metrics.get(f"per_class_{key}")):
+    """``{"iou": {class: v}}``, ``{"per_class_iou": {class: v}}``, ``{"thing_iou": {class: v}}`` (Mask
+    R-CNN on CamVid) or ``{"per_class": {class: {"iou": v}}}`` -> ``{class: v}``."""
+    for values in (metrics.get(key), metrics.get(f"per_class_{key}"), metrics.get(f"thing_{key}")):
         if isinstance(values, dict):
             return {str(k): _number(v) for k, v in values.items()}
     per_class = metrics.get("per_class")
@@ -94,6 +95,7 @@ def checkpoint_row(entry: ModelEntry) -> dict[str, Any]:
         "family": entry.family,
         "interim": entry.interim,
         **{k: _number(metrics.get(k)) for k in SCORE_COLUMNS},
+        "mask_ap": _number(metrics.get("mask_AP")),
         "params": _number(metrics.get("params")),
         "gflops": _number(metrics.get("gflops")),
         "latency_ms": _number(metrics.get("latency_ms")),
@@ -173,6 +175,8 @@ def leaderboard_frame(catalog: Catalog, path: str | Path | None = None) -> pd.Da
             from_file.at[i, "dataset"], from_file.at[i, "model"] = entry.dataset, entry.key
             if not from_file.at[i, "iou"]:
                 from_file.at[i, "iou"] = _per_class(entry.metrics(), "iou")
+            if entry.label_set_indices is not None:  # its mIoU is over its few classes, not the label set's
+                from_file.at[i, "miou"] = math.nan
         frames.append(from_file)
     rows = [checkpoint_row(e) for e in entries if id(e) not in listed]
     if rows:
@@ -184,12 +188,13 @@ def leaderboard_frame(catalog: Catalog, path: str | Path | None = None) -> pd.Da
 
 
 def display_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """Leaderboard rows as shown: percentages, millions of parameters, readable headers."""
+    """Leaderboard rows as shown: percentages, millions of parameters, readable headers (mask AP
+    only when a Mask R-CNN row has one)."""
 
     def percent(column: str) -> pd.Series:
         return (100 * frame[column]).round(1)
 
-    return pd.DataFrame(
+    table = pd.DataFrame(
         {
             "Data set": frame["dataset"],
             "Model": [f"{m} (interim)" if i else m for m, i in zip(frame["model"], frame["interim"], strict=True)],
@@ -198,6 +203,7 @@ def display_table(frame: pd.DataFrame) -> pd.DataFrame:
             "Dice (%)": percent("mdice"),
             "Pixel acc. (%)": percent("pixel_accuracy"),
             "Mean class acc. (%)": percent("mean_class_accuracy"),
+            "Mask AP (%)": percent("mask_ap"),
             "Published mIoU (%)": percent("reference_miou"),
             "Params (M)": (frame["params"] / 1e6).round(2),
             "GFLOPs": frame["gflops"].round(1),
@@ -208,6 +214,7 @@ def display_table(frame: pd.DataFrame) -> pd.DataFrame:
             "Trained on": frame["trained_on"],
         }
     )
+    return table if frame["mask_ap"].notna().any() else table.drop(columns="Mask AP (%)")
 
 
 def read_history(path: str | Path) -> pd.DataFrame | None:

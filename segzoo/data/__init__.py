@@ -45,6 +45,13 @@ class DatasetEntry:
     splits: tuple[str, ...]
     default_split: str  # what training uses
     info: Callable[..., DatasetInfo] | None = None  # semantic: classes without reading images
+    # Instance data cut from a semantic data set's label maps (camvid_instances: camvid): its
+    # models are shipped, shown and scored with that label set's, on its example photos.
+    label_set: str | None = None
+
+    @property
+    def label_set_name(self) -> str:
+        return self.label_set or self.name
 
 
 DATASETS: dict[str, DatasetEntry] = {
@@ -76,7 +83,7 @@ DATASETS: dict[str, DatasetEntry] = {
         ),
         DatasetEntry(
             "camvid_instances", "instance", "CamVid's cars, pedestrians and bicyclists as connected components",
-            camvid_instances.CamVidInstances, tuple(camvid.SPLITS), "train",
+            camvid_instances.CamVidInstances, tuple(camvid.SPLITS), "train", label_set="camvid",
         ),
     )
 }  # fmt: skip

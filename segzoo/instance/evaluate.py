@@ -23,10 +23,10 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from tqdm.auto import tqdm
 
-from segzoo.data import get_instance_dataset
+from segzoo.data import dataset_entry, get_dataset_info, get_instance_dataset
 from segzoo.data.instances import InstanceDataset
 from segzoo.devices import ComputeRecipe, compute_recipe
-from segzoo.instance.predict import MASK_THRESHOLD
+from segzoo.instance.predict import MASK_THRESHOLD, instances_from_output, predict_instances
 
 # Rasterised IoU: instances scoring at least this are painted, as the app shows them.
 PAINT_SCORE_THRESHOLD = 0.5
@@ -94,14 +94,7 @@ def paint_instances(
     output: dict[str, torch.Tensor], shape: tuple[int, int], background: int, score_threshold: float
 ) -> np.ndarray:
     """Label map of 0-based classes; ``background`` where no instance; higher scores on top."""
-    painted = np.full(shape, background, dtype=np.int64)
-    scores = output["scores"].float().cpu().numpy()
-    labels = output["labels"].cpu().numpy() - 1
-    masks = (output["masks"][:, 0] > MASK_THRESHOLD).cpu().numpy()
-    for i in np.argsort(scores):
-        if scores[i] >= score_threshold:
-            painted[masks[i]] = labels[i]
-    return painted
+    return instances_from_output(output, shape, score_threshold).label_map(background)
 
 
 @torch.inference_mode()
@@ -213,6 +206,58 @@ def evaluate_instance(
     if progress:
         print(format_metrics(metrics), flush=True)
     return metrics
+
+
+# Detections recorded for the regression test: enough to catch a change, not every weak one.
+EXAMPLE_SCORE_THRESHOLD = 0.3
+
+
+def score_example_frames(checkpoint_dir: str | Path, examples_dir: str | Path) -> dict[str, Any]:
+    """A Mask R-CNN checkpoint (float32) on the shipped example photos of its label set
+    (``<label set>-<name>.jpg``; CamVid's for ``camvid_instances``): what it detects on each,
+    and, where a photo has a ``.mask.png`` of the label set's classes, the IoU of its classes
+    with its instances painted in (pixels of the other classes count against it, as in
+    :func:`evaluate_model`)."""
+    from PIL import Image
+
+    from segzoo.checkpoint import WEIGHTS_FILE, file_sha256, load
+    from segzoo.inference import read_image
+    from segzoo.metrics import ConfusionMatrix
+
+    model, config = load(checkpoint_dir)
+    label_set = dataset_entry(config["dataset"], "instance").label_set_name
+    frames = sorted(Path(examples_dir).glob(f"{label_set}-*.jpg"))
+    if not frames:
+        raise FileNotFoundError(f"{examples_dir}: no {label_set}-*.jpg example photos")
+    labelled = [f for f in frames if f.with_suffix(".mask.png").is_file()]
+    info = get_dataset_info(label_set) if labelled and label_set != config["dataset"] else None
+    if info is not None:
+        indices = [info.class_names.index(name) for name in config["class_names"]]
+        # The label set's classes plus "none of its instances"; the other classes' pixels count as misses.
+        matrix = ConfusionMatrix(info.num_classes + 1, ignore_index=info.ignore_index)
+    detections = {}
+    for frame in frames:
+        image = read_image(frame)
+        instances = predict_instances(model, image, config, score_threshold=EXAMPLE_SCORE_THRESHOLD)
+        detections[frame.stem] = [
+            {"label": int(label), "score": round(float(score), 4), "box": [round(float(v), 1) for v in box]}
+            for label, score, box in zip(instances.labels, instances.scores, instances.boxes)
+        ]
+        if info is not None and frame in labelled:
+            painted = instances.label_map(info.num_classes, PAINT_SCORE_THRESHOLD, indices)
+            truth = np.array(Image.open(frame.with_suffix(".mask.png")), dtype=np.int64)
+            matrix.update(torch.from_numpy(painted)[None], torch.from_numpy(truth)[None])
+    record: dict[str, Any] = {
+        "frames": [f.stem for f in frames],
+        "detections": detections,
+        "weights_sha256": file_sha256(Path(checkpoint_dir) / WEIGHTS_FILE),
+    }
+    if info is not None:
+        iou = matrix.compute().iou
+        record["thing_iou"] = {name: _float_or_none(iou[i]) for name, i in zip(config["class_names"], indices)}
+        defined = [v for v in record["thing_iou"].values() if v is not None]
+        record["miou"] = float(np.mean(defined)) if defined else None
+    return record
 
 
 def format_metrics(metrics: dict[str, Any]) -> str:

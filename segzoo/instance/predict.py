@@ -37,6 +37,19 @@ class Instances:
     def nbytes(self) -> int:
         return self.boxes.nbytes + self.labels.nbytes + self.scores.nbytes + self.masks.nbytes
 
+    def label_map(
+        self, background: int, score_threshold: float = 0.0, class_indices: Sequence[int] | None = None
+    ) -> np.ndarray:
+        """The instances painted into one ``H x W`` int64 map of class indices (``class_indices``
+        maps them to another label set's), ``background`` where none scores ``>= score_threshold``;
+        where instances overlap, the higher score wins."""
+        painted = np.full(self.masks.shape[1:], background, dtype=np.int64)
+        classes = self.labels if class_indices is None else np.asarray(class_indices, dtype=np.int64)[self.labels]
+        for i in np.argsort(self.scores, kind="stable"):
+            if self.scores[i] >= score_threshold:
+                painted[self.masks[i]] = classes[i]
+        return painted
+
 
 def _check_image(image: np.ndarray) -> None:
     if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
@@ -64,19 +77,26 @@ def predict_instances(
     model.eval()
     dtype = next(model.parameters()).dtype
     x = torch.from_numpy(np.array(image)).to(device).permute(2, 0, 1).to(dtype) / 255.0  # copy: may be read-only
-    output = model([x])[0]
+    instances = instances_from_output(model([x])[0], image.shape[:2], score_threshold)
+    num_classes = config.get("num_classes")
+    if num_classes is not None and len(instances) and instances.labels.max() >= num_classes:
+        raise ValueError(f"the model predicted class {instances.labels.max()} but config lists {num_classes} classes")
+    return instances
+
+
+def instances_from_output(
+    output: dict[str, torch.Tensor], shape: tuple[int, int], score_threshold: float = 0.5
+) -> Instances:
+    """A torchvision-style detection output (1-based ``labels``, ``N x 1 x H x W`` mask
+    probabilities) as :class:`Instances` scoring ``>= score_threshold``, best first."""
     scores = output["scores"].float().cpu().numpy()
     order = np.argsort(-scores, kind="stable")
     order = order[scores[order] >= score_threshold]
-    height, width = image.shape[:2]
+    height, width = shape
     masks = output["masks"][:, 0][torch.from_numpy(order).to(output["masks"].device)] > MASK_THRESHOLD
-    labels = output["labels"].cpu().numpy()[order].astype(np.int64) - 1
-    num_classes = config.get("num_classes")
-    if num_classes is not None and len(labels) and labels.max() >= num_classes:
-        raise ValueError(f"the model predicted class {labels.max()} but config lists {num_classes} classes")
     return Instances(
         boxes=output["boxes"].float().cpu().numpy()[order].reshape(-1, 4).astype(np.float32),
-        labels=labels,
+        labels=output["labels"].cpu().numpy()[order].astype(np.int64) - 1,
         scores=scores[order].astype(np.float32),
         masks=masks.cpu().numpy().reshape(-1, height, width),
     )

@@ -253,8 +253,7 @@ def init_from_checkpoint(model: nn.Module, directory: str | Path, model_name: st
     """Load a checkpoint's weights into ``model`` to start a new run from them (fine-tuning,
     or continuing a run whose resume state is gone). Tensors whose shape differs (the
     classifier, when the class count changes) keep their fresh initialisation."""
-    from segzoo.checkpoint import load_config, load_weights
-    from segzoo.evaluate import file_sha256
+    from segzoo.checkpoint import file_sha256, load_config, load_weights
 
     directory = Path(directory)
     config = load_config(directory)
