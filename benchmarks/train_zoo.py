@@ -65,6 +65,12 @@ CAMVID_EPOCHS = {
     "unet_resnet50": 150,
     "deeplabv3plus_resnet50": 140,
     "pspnet_resnet50": 60,
+    # The classics (issue 12: at most 5 hours each) are the slowest per image: about 4.5 hours
+    # each at the measured 1.6 (unet), 1.9 (segnet), 3.3 (unet_vgg16) and 3.6 (fcn8s) images/s.
+    "unet": 64,
+    "segnet": 77,
+    "unet_vgg16": 132,
+    "fcn8s": 147,
 }
 # Oxford-IIIT Pet, trimap (background, pet, border): the classic UNet-vs-SegNet comparison,
 # whose reference is small "U-Net-like" and "SegNet-like" networks trained for 30 epochs at
