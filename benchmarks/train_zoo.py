@@ -131,7 +131,7 @@ def update_readme(readme: Path, leaderboard: Path) -> None:
     frame = load_leaderboard(leaderboard)
     lines = [
         "| data set | model | mIoU % | published mIoU % | mDice % | pixel acc % | mask AP % | params | GFLOPs "
-        "| CPU latency ms (served / float32) | training (h, epochs) | note |",
+        "| CPU latency ms (served / float32) | training: hours, core-hours, epochs | note |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in frame.to_dict("records"):
@@ -145,8 +145,17 @@ def update_readme(readme: Path, leaderboard: Path) -> None:
             f"{_fmt(row['mask_ap'], '.1f', 100)} | {_fmt(row['params'], '.1f', 1e-6)} M | "
             f"{_fmt(row['gflops'], '.1f')} | "
             f"{_fmt(row['latency_ms'], '.0f')} / {_fmt(row['latency_ms_float32'], '.0f')} | "
-            f"{_fmt(row['train_hours'], '.1f')}, {_fmt(row['train_epochs'], '.0f')} | {note} |"
+            f"{_fmt(row['train_hours'], '.1f')}, {_fmt(row['train_cpu_hours'], '.1f')}, "
+            f"{_fmt(row['train_epochs'], '.0f')} | {note} |"
         )
+    machines = sorted({m for m in frame["trained_on"] if isinstance(m, str) and m})
+    if machines:
+        lines += [
+            "",
+            f"Trained on: {'; '.join(machines)}. Hours: the summed wall time of the training epochs, every "
+            "stage (pauses between sessions left out; epochs slowed by other work on the cores counted as they "
+            "ran). Core-hours: the training process's CPU time, all threads.",
+        ]
     text = readme.read_text(encoding="utf-8")
     start, end = text.index(README_START) + len(README_START), text.index(README_END)
     readme.write_text(text[:start] + "\n" + "\n".join(lines) + "\n" + text[end:], encoding="utf-8")
