@@ -616,6 +616,24 @@ def test_training_curves_overlay_models(tmp_path: Path) -> None:
     assert list(miou.data[0].y) == pytest.approx([20.0, 40.0, 60.0])
     (tmp_path / "bad.csv").write_text("no,epoch,column\n")
     assert read_history(tmp_path / "bad.csv") is None and read_history(tmp_path / "absent.csv") is None
+    assert "mask AP" not in miou.layout.title.text
+
+
+def test_training_curves_show_mask_rcnns_mask_ap(tmp_path: Path) -> None:
+    from segzoo.app.figures import training_curves
+    from segzoo.app.tables import read_history
+    from segzoo.training.history import write_history
+
+    make_tiny_checkpoints(tmp_path)
+    rows = [{"epoch": e, "train_loss": 2.0 / e, "val_mask_ap": 0.1 * e, "lr": 0.01, "seconds": 9.0} for e in (1, 2)]
+    write_history(tmp_path / "mrcnn", rows, ["epoch", "train_loss", "val_mask_ap", "lr", "seconds"])
+    histories = {"unet": read_history(tmp_path / "shapes" / "unet" / "history.csv")}
+    histories["maskrcnn"] = read_history(tmp_path / "mrcnn" / "history.csv")
+    loss, score = training_curves(histories)
+    assert [t.name for t in loss.data] == ["unet train", "unet val", "maskrcnn train"]
+    assert [t.name for t in score.data] == ["unet", "maskrcnn mask AP"]
+    assert list(score.data[1].y) == pytest.approx([10.0, 20.0]) and score.data[1].line.dash == "dot"
+    assert "mask AP" in score.layout.title.text and "mask AP" in score.layout.yaxis.title.text
 
 
 def test_page_leaderboard_and_curves_handlers_read_the_rescanned_catalogue(tmp_path: Path) -> None:

@@ -143,7 +143,8 @@ def _whole_training(history: pd.DataFrame) -> pd.DataFrame:
 
 
 def training_curves(histories: dict[str, pd.DataFrame]) -> tuple[go.Figure, go.Figure]:
-    """(loss per epoch: train solid, validation dashed; validation mIoU per epoch), one colour per model."""
+    """(loss per epoch: train solid, validation dashed; validation mIoU, or Mask R-CNN's mask AP,
+    per epoch), one colour per model."""
     if not histories:
         message = "No history.csv found for the selected models"
         return empty_figure(message, "Loss"), empty_figure(message, "Validation mIoU")
@@ -163,24 +164,31 @@ def training_curves(histories: dict[str, pd.DataFrame]) -> tuple[go.Figure, go.F
                     legendgroup=name,
                     line=dict(color=colour, dash=dash),
                 )
-        rows = history.dropna(subset=["val_miou"])
-        if not rows.empty:
-            miou.add_scatter(
-                x=rows["epoch"],
-                y=100 * rows["val_miou"],
-                mode="lines+markers",
-                name=name,
-                legendgroup=name,
-                line=dict(color=colour),
-                marker=dict(size=4),
-            )
+        # Mask R-CNN's validation score is its mask AP (history column val_mask_ap).
+        for column, label in (("val_miou", name), ("val_mask_ap", f"{name} mask AP")):
+            rows = history.dropna(subset=[column]) if column in history else history.iloc[:0]
+            if not rows.empty:
+                miou.add_scatter(
+                    x=rows["epoch"],
+                    y=100 * pd.to_numeric(rows[column], errors="coerce"),
+                    mode="lines+markers",
+                    name=label,
+                    legendgroup=name,
+                    line=dict(color=colour, dash="solid" if column == "val_miou" else "dot"),
+                    marker=dict(size=4),
+                )
+    with_ap = any("val_mask_ap" in h and h["val_mask_ap"].notna().any() for h in histories.values())
     layout = {**_LAYOUT, "height": 440, "margin": dict(l=60, r=20, t=50, b=110)}
     loss.update_layout(title="Loss (solid: train, dashed: validation)", yaxis_title="loss", **layout)
-    miou.update_layout(title="Validation mIoU", yaxis_title="mIoU (%)", **layout)
+    miou.update_layout(
+        title="Validation mIoU" + (" (dotted: Mask R-CNN's mask AP)" if with_ap else ""),
+        yaxis_title="mIoU" + (" / mask AP" if with_ap else "") + " (%)",
+        **layout,
+    )
     last_epoch = max(float(h["epoch"].max()) for h in histories.values())
     for fig in (loss, miou):
         # Whole epochs: one tick each for short runs, plotly's choice (never fractional) for long ones.
         fig.update_xaxes(title="epoch", dtick=1 if last_epoch <= 15 else None, tickformat="d")
     if not miou.data:
-        miou = empty_figure("No validation mIoU recorded", "Validation mIoU")
+        miou = empty_figure("No validation score recorded", "Validation mIoU")
     return loss, miou
