@@ -267,8 +267,9 @@ def mask_scores(prediction: np.ndarray, ground_truth: np.ndarray, label_set: Lab
 def instance_class_iou(
     painted: np.ndarray, ground_truth: np.ndarray, entry: ModelEntry, label_set: LabelSet
 ) -> dict[str, float]:
-    """IoU on the uploaded mask of each class an instance model knows (the label set's other
-    classes are not its to predict: they are left out, not counted as misses)."""
+    """IoU on the uploaded mask of each class an instance model knows; the label set's other
+    classes get no score (they are not its to predict), though a car painted on road counts
+    against the car."""
     valid = ground_truth != label_set.ignore_index if label_set.ignore_index is not None else True
     ious = {}
     for index in entry.label_set_indices or range(label_set.num_classes):

@@ -4,6 +4,7 @@ box, and its class name with the score."""
 from __future__ import annotations
 
 import colorsys
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +13,8 @@ import cv2
 import numpy as np
 import torch
 import torch.nn as nn
+
+from segzoo.devices import ComputeRecipe
 
 MASK_THRESHOLD = 0.5
 
@@ -66,18 +69,21 @@ def predict_instances(
     config: dict[str, Any],
     device: str | torch.device = "cpu",
     score_threshold: float = 0.5,
+    recipe: ComputeRecipe | None = None,
 ) -> Instances:
     """Detect and segment objects in an RGB ``uint8 HxWx3`` image.
 
     Returns the instances scoring ``>= score_threshold``, sorted by falling score, with
     labels indexing ``config["class_names"]``. The model resizes internally to the size it
-    was trained at.
+    was trained at. ``recipe``: run the forward pass under its autocast (float32 without one).
     """
     _check_image(image)
     model.eval()
     dtype = next(model.parameters()).dtype
     x = torch.from_numpy(np.array(image)).to(device).permute(2, 0, 1).to(dtype) / 255.0  # copy: may be read-only
-    instances = instances_from_output(model([x])[0], image.shape[:2], score_threshold)
+    with recipe.autocast() if recipe is not None else contextlib.nullcontext():
+        output = model([x])[0]
+    instances = instances_from_output(output, image.shape[:2], score_threshold)
     num_classes = config.get("num_classes")
     if num_classes is not None and len(instances) and instances.labels.max() >= num_classes:
         raise ValueError(f"the model predicted class {instances.labels.max()} but config lists {num_classes} classes")
