@@ -124,8 +124,9 @@ def _fmt(value: object, spec: str, scale: float = 1.0) -> str:
     return "–"
 
 
-def update_readme(readme: Path, leaderboard: Path) -> None:
-    """Replace the README's table between the markers with benchmarks/leaderboard.csv."""
+def update_readme(readme: Path, leaderboard: Path, checkpoints: Path) -> None:
+    """Replace the README's tables between their markers: benchmarks/leaderboard.csv, and the
+    CamVid thing classes of the checkpoints."""
     from segzoo.leaderboard import load_leaderboard
 
     frame = load_leaderboard(leaderboard)
@@ -156,9 +157,41 @@ def update_readme(readme: Path, leaderboard: Path) -> None:
             "stage (pauses between sessions left out; epochs slowed by other work on the cores counted as they "
             "ran). Core-hours: the training process's CPU time, all threads.",
         ]
-    text = readme.read_text(encoding="utf-8")
-    start, end = text.index(README_START) + len(README_START), text.index(README_END)
-    readme.write_text(text[:start] + "\n" + "\n".join(lines) + "\n" + text[end:], encoding="utf-8")
+    text = _replace_between(readme.read_text(encoding="utf-8"), README_START, README_END, "\n".join(lines))
+    text = _replace_between(text, THINGS_START, THINGS_END, things_table(checkpoints))
+    readme.write_text(text, encoding="utf-8")
+
+
+def _replace_between(text: str, start_marker: str, end_marker: str, body: str) -> str:
+    start, end = text.index(start_marker) + len(start_marker), text.index(end_marker)
+    return text[:start] + "\n" + body + "\n" + text[end:]
+
+
+THINGS_START, THINGS_END = "<!-- camvid-things:start -->", "<!-- camvid-things:end -->"
+CAMVID_THINGS = ("car", "pedestrian", "bicyclist")
+
+
+def things_table(checkpoints: Path) -> str:
+    """CamVid's car, pedestrian and bicyclist test IoU for every model shipped in camvid/, the
+    Mask R-CNN (its instances painted in) beside the semantic models, and its mask AP."""
+    from segzoo.checkpoint import read_json
+
+    lines = [
+        "| model | car IoU % | pedestrian IoU % | bicyclist IoU % | mean % | mask AP % |",
+        "|---|---|---|---|---|---|",
+    ]
+    rows = []
+    for path in sorted((checkpoints / "camvid").glob("*/metrics.json")):
+        metrics = read_json(path)
+        iou = metrics.get("thing_iou") or metrics.get("per_class_iou") or {}
+        values = [iou.get(name) for name in CAMVID_THINGS]
+        known = [v for v in values if isinstance(v, (int, float))]
+        mean = sum(known) / len(known) if len(known) == len(values) else None
+        rows.append((mean if mean is not None else -1.0, path.parent.name, values, mean, metrics.get("mask_AP")))
+    for _, name, values, mean, mask_ap in sorted(rows, reverse=True):
+        cells = " | ".join(_fmt(v, ".1f", 100) for v in values)
+        lines.append(f"| `{name}` | {cells} | {_fmt(mean, '.1f', 100)} | {_fmt(mask_ap, '.1f', 100)} |")
+    return "\n".join(lines)
 
 
 def record_regression(checkpoint: Path) -> None:
@@ -235,7 +268,7 @@ def main() -> int:
     if args.readme_only:
         for checkpoint in sorted(args.checkpoints.glob("*/*/metrics.json")):
             record_regression(checkpoint.parent)
-        update_readme(Path("README.md"), Path("benchmarks/leaderboard.csv"))
+        update_readme(Path("README.md"), Path("benchmarks/leaderboard.csv"), args.checkpoints)
         return 0
 
     segzoo_cmd = [sys.executable, "-m", "segzoo.cli"]
@@ -275,7 +308,7 @@ def main() -> int:
             chosen = [m for m in models if not args.models or m in args.models]
             write_comparison(args.checkpoints, dataset, chosen, args.comparison)
     run([*segzoo_cmd, "leaderboard", "--checkpoints", str(args.checkpoints), "--out", "benchmarks"])
-    update_readme(Path("README.md"), Path("benchmarks/leaderboard.csv"))
+    update_readme(Path("README.md"), Path("benchmarks/leaderboard.csv"), args.checkpoints)
     return 0
 
 
