@@ -254,6 +254,8 @@ def main() -> int:
     parser.add_argument("--data", type=Path, required=True, help="folder holding camvid/ and oxford-iiit-pet-sample/")
     parser.add_argument("--checkpoints", type=Path, default=Path("checkpoints"))
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="where models train (default: runs/)")
+    parser.add_argument("--leaderboard", type=Path, default=Path("benchmarks"), help="where leaderboard.csv goes")
+    parser.add_argument("--readme", type=Path, default=Path("README.md"), help="whose results tables are rewritten")
     parser.add_argument("--resume", action="store_true", help="continue the runs in --runs")
     parser.add_argument("--datasets", nargs="*", help="only these data sets")
     parser.add_argument("--models", nargs="*", help="only these models")
@@ -270,7 +272,7 @@ def main() -> int:
     if args.readme_only:
         for checkpoint in sorted(args.checkpoints.glob("*/*/metrics.json")):
             record_regression(checkpoint.parent)
-        update_readme(Path("README.md"), Path("benchmarks/leaderboard.csv"), args.checkpoints)
+        update_readme(args.readme, args.leaderboard / "leaderboard.csv", args.checkpoints)
         return 0
 
     segzoo_cmd = [sys.executable, "-m", "segzoo.cli"]
@@ -309,8 +311,8 @@ def main() -> int:
         if args.comparison:
             chosen = [m for m in models if not args.models or m in args.models]
             write_comparison(args.checkpoints, dataset, chosen, args.comparison)
-    run([*segzoo_cmd, "leaderboard", "--checkpoints", str(args.checkpoints), "--out", "benchmarks"])
-    update_readme(Path("README.md"), Path("benchmarks/leaderboard.csv"), args.checkpoints)
+    run([*segzoo_cmd, "leaderboard", "--checkpoints", str(args.checkpoints), "--out", str(args.leaderboard)])
+    update_readme(args.readme, args.leaderboard / "leaderboard.csv", args.checkpoints)
     return 0
 
 
