@@ -48,6 +48,31 @@ def test_predict_filters_sorts_and_uses_0_based_labels() -> None:
     assert len(low.scores) == 3
 
 
+class AutocastProbe(FixedModel):
+    """FixedModel that records whether it ran under CPU autocast and answers in its dtype."""
+
+    def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        self.autocast = torch.is_autocast_enabled("cpu")
+        output = super().forward(images)[0]
+        dtype = torch.get_autocast_dtype("cpu") if self.autocast else torch.float32
+        return [{k: v.to(dtype) if v.is_floating_point() else v for k, v in output.items()}]
+
+
+def test_predict_runs_under_the_recipes_autocast_and_returns_float32() -> None:
+    from segzoo.devices import ComputeRecipe
+
+    image = np.full((40, 60, 3), 200, dtype=np.uint8)
+    config = {"num_classes": 2}
+    model = AutocastProbe()
+    reference = predict_instances(model, image, config)
+    assert model.autocast is False
+    bf16 = ComputeRecipe(torch.device("cpu"), "bf16-mixed", channels_last=False)
+    fast = predict_instances(model, image, config, recipe=bf16)
+    assert model.autocast is True
+    assert fast.scores.dtype == np.float32 and fast.boxes.dtype == np.float32
+    assert fast.labels.tolist() == reference.labels.tolist() and (fast.masks == reference.masks).all()
+
+
 def test_predict_rejects_bad_images_and_labels() -> None:
     with pytest.raises(ValueError, match="H x W x 3"):
         predict_instances(FixedModel(), np.zeros((40, 60), dtype=np.uint8), {})
