@@ -39,6 +39,7 @@ from pathlib import Path
 
 import segzoo
 from segzoo.data import dataset_entry
+from segzoo.data.camvid_instances import CAMVID_THINGS
 
 # (segzoo data set, folder under --data, extra `segzoo train` options, models)
 PLAN: list[tuple[str, str, list[str], list[str]]] = [
@@ -170,7 +171,6 @@ def _replace_between(text: str, start_marker: str, end_marker: str, body: str) -
 
 
 THINGS_START, THINGS_END = "<!-- camvid-things:start -->", "<!-- camvid-things:end -->"
-CAMVID_THINGS = ("car", "pedestrian", "bicyclist")
 
 
 def things_table(checkpoints: Path) -> str:
@@ -186,7 +186,7 @@ def things_table(checkpoints: Path) -> str:
     for path in sorted((checkpoints / "camvid").glob("*/metrics.json")):
         metrics = read_json(path)
         iou = metrics.get("thing_iou") or metrics.get("per_class_iou") or {}
-        values = [iou.get(name) for name in CAMVID_THINGS]
+        values = [iou.get(name) for name in CAMVID_THINGS.values()]
         known = [v for v in values if isinstance(v, (int, float))]
         mean = sum(known) / len(known) if len(known) == len(values) else None
         rows.append((mean if mean is not None else -1.0, path.parent.name, values, mean, metrics.get("mask_AP")))
