@@ -3,7 +3,7 @@
     python benchmarks/profile_step.py                       # unet, unet_vgg16, segnet, fcn8s
     python benchmarks/profile_step.py --models segnet --crop 192 256 --batch 8
 
-Each model takes the training step of ``benchmarks/bench_cpu.py`` (segzoo's default compute
+Each model takes the training step of ``benchmarks/bench_cpu.py`` (``training_step``) (segzoo's default compute
 recipe: bf16 autocast and channels-last on CPUs with native bf16), warmed up once, then
 profiled with ``torch.profiler`` over ``--steps`` steps. Operators are grouped by name
 (forward and backward apart, e.g. ``aten::convolution_backward``) with their self CPU time
@@ -21,9 +21,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
+from bench_cpu import training_step  # this folder: the step bench_cpu.py times
 from torch.profiler import ProfilerActivity, profile
 
-import segzoo
 from segzoo.devices import compute_recipe, device_name
 
 CLASSICS = ["unet", "unet_vgg16", "segnet", "fcn8s"]
@@ -31,20 +31,7 @@ CLASSICS = ["unet", "unet_vgg16", "segnet", "fcn8s"]
 
 def profile_step(name: str, crop: tuple[int, int], batch: int, steps: int, top: int) -> dict:
     recipe = compute_recipe("cpu", "auto")
-    torch.manual_seed(0)
-    model = recipe.prepare_model(segzoo.create_model(name, num_classes=11)).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    x = recipe.prepare_input(torch.randn(batch, 3, *crop))
-    y = torch.randint(0, 11, (batch, *crop))
-
-    def step() -> None:
-        with recipe.autocast():
-            logits = model(x)
-        loss = torch.nn.functional.cross_entropy(logits.float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
+    step = training_step(name, recipe, crop, batch)
     step()  # kernel set-up: not profiled
     start = time.perf_counter()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
