@@ -270,13 +270,16 @@ def instance_class_iou(
     """IoU on the uploaded mask of each class an instance model knows; the label set's other
     classes get no score (they are not its to predict), though a car painted on road counts
     against the car."""
-    valid = ground_truth != label_set.ignore_index if label_set.ignore_index is not None else True
-    ious = {}
-    for index in entry.label_set_indices or range(label_set.num_classes):
-        predicted, truth = painted == index, ground_truth == index
-        union = int(((predicted | truth) & valid).sum())
-        ious[label_set.class_names[index]] = int((predicted & truth & valid).sum()) / union if union else math.nan
-    return ious
+    # The label set's classes plus the painted background ("none of its instances").
+    cm = confusion_matrix(
+        torch.from_numpy(painted.astype(np.int64)),
+        torch.from_numpy(ground_truth.astype(np.int64)),
+        label_set.num_classes + 1,
+        label_set.ignore_index,
+    )
+    iou = scores_from_confusion(cm, label_set.ignore_index).iou
+    indices = entry.label_set_indices or range(label_set.num_classes)
+    return {label_set.class_names[i]: float(iou[i]) for i in indices}
 
 
 def read_ground_truth(
