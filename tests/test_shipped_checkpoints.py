@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import REPO_ROOT
 
 from segzoo.evaluate import REGRESSION_FILE, score_example_frames
@@ -34,9 +35,9 @@ def test_shipped_checkpoint_keeps_its_score(checkpoint: Path) -> None:
 
 
 def _box_iou(a: list[float], b: list[float]) -> float:
-    inter = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+    from torchvision.ops import box_iou
+
+    return float(box_iou(torch.tensor([a]), torch.tensor([b]))[0, 0])
 
 
 def assert_same_detections(now: list[dict], recorded: list[dict], frame: str, margin: float = 0.05) -> None:
