@@ -74,6 +74,13 @@ def test_run_leaves_a_complete_checkpoint(trained) -> None:
     assert config["training"]["best_val_miou"] == best["val_miou"]
 
 
+def test_epoch_lines_say_how_long_the_run_has_left(data, tmp_path, capsys) -> None:
+    assert main(train_args(data, tmp_path / "unet", epochs=2)) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]
+    assert len(lines) == 2
+    assert lines[0].endswith(" left]") and "left" not in lines[1]  # nothing is left after the last
+
+
 def test_load_round_trips(trained) -> None:
     model, config = segzoo.load(trained)
     assert not model.training and config["model"] == "unet"

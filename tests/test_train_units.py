@@ -22,6 +22,7 @@ from segzoo.training.augment import (
 from segzoo.training.data import EpochBatches, shard
 from segzoo.training.history import COLUMNS, TIMING_COLUMNS, read_history, write_history
 from segzoo.training.loop import TrainConfig, lr_factor
+from segzoo.training.run import format_duration
 from segzoo.training.state import load_resume_state, restore_rng, save_resume_state
 
 
@@ -244,3 +245,11 @@ def test_median_frequency_weights() -> None:
     # f0 = 10 / 16, f1 = 2 / 8, f2 = 4 / 8; median 0.5; class 3 never occurs -> weight 0.
     assert weights == pytest.approx([0.5 / (10 / 16), 0.5 / 0.25, 1.0, 0.0])
     assert class_weights_for(TrainConfig(model="unet", dataset="folder", data_root="x"), None, False) is None
+
+
+@pytest.mark.parametrize(
+    "seconds, text",
+    [(12.4, "12 s"), (29, "29 s"), (31, "1 min"), (59 * 60, "59 min"), (3600, "1 h 00 min"), (11_100, "3 h 05 min")],
+)
+def test_format_duration(seconds: float, text: str) -> None:
+    assert format_duration(seconds) == text

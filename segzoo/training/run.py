@@ -52,6 +52,14 @@ def finite_or_none(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
+def format_duration(seconds: float) -> str:
+    """``"3 h 05 min"``, ``"12 min"`` or ``"40 s"``: how long the rest of a run takes."""
+    minutes = round(seconds / 60)
+    if minutes >= 60:
+        return f"{minutes // 60} h {minutes % 60:02d} min"
+    return f"{minutes} min" if minutes else f"{round(seconds)} s"
+
+
 def check_output_dir(out: str | Path, resume: bool, overwrite: bool) -> None:
     """Refuse to start a new run over an existing one unless told to resume or overwrite."""
     out = Path(out)
@@ -161,6 +169,7 @@ class EpochRun:
             self.print(self.plan_message(start_epoch))
 
         stale = 0 if not self.best_epoch else start_epoch - self.best_epoch
+        seconds_here = 0.0  # this process's epochs: after a --resume the machine may differ
         for epoch in range(start_epoch, self.cfg.epochs):
             if self.step >= self.total_steps:  # an iteration budget smaller than the epochs
                 break
@@ -172,10 +181,14 @@ class EpochRun:
             else:
                 stale += 1
             self.elapsed += row["seconds"]
+            seconds_here += row["seconds"]
             history.append(row)
             if self.rank0:
                 self._save_epoch(epoch, improved, history)
                 message = self.epoch_message(row, improved)
+                if epochs_left := self.cfg.epochs - epoch - 1:
+                    per_epoch = seconds_here / (epoch + 1 - start_epoch)
+                    message += f"  [{format_duration(per_epoch * epochs_left)} left]"
                 tqdm.write(message) if self.show else print(message, flush=True)
             patience = getattr(self.cfg, "early_stopping", None)
             if patience and stale >= patience:
