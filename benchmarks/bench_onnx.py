@@ -7,13 +7,16 @@ batch 1 by:
 
 * ``segzoo``: :func:`segzoo.devices.compute_recipe` on the CPU (bf16 autocast and
   channels-last on CPUs with native bf16, float32 otherwise) and
-  :func:`segzoo.inference.predict_labels` with that recipe, as the app serves it;
+  :func:`segzoo.inference.predict_labels` with that recipe: PyTorch as segzoo runs it;
 * ``onnxruntime``: the exported model, CPUExecutionProvider, float32, the same number of
   threads, logits then arg-max;
 * PyTorch float32 eager, the reference both are compared with (label agreement: the share
   of pixels with the same label).
 
-Times are the median of ``--repeats`` runs after ``--warmup`` runs, arg-max included.
+Times are the median of ``--repeats`` runs after ``--warmup`` runs, arg-max included. The
+record also says which of the two the app serves with on this CPU
+(:func:`segzoo.devices.resolve_runtime`: PyTorch's bf16 recipe where the CPU has native bf16,
+onnxruntime where it would run float32).
 
     python benchmarks/bench_onnx.py                                   # every CamVid checkpoint
     python benchmarks/bench_onnx.py --models unet_efficientnet_b0 --repeats 1   # a quick check
@@ -43,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 
 import segzoo  # noqa: E402
 from segzoo.checkpoint import load  # noqa: E402
-from segzoo.devices import compute_recipe, cpu_model_name, device_name  # noqa: E402
+from segzoo.devices import compute_recipe, cpu_model_name, device_name, resolve_runtime  # noqa: E402
 from segzoo.export import OnnxSegmenter, export_onnx, label_agreement, random_weights  # noqa: E402
 from segzoo.inference import predict_labels, read_image, to_tensor  # noqa: E402
 from segzoo.registry import count_parameters, model_names  # noqa: E402
@@ -183,6 +186,7 @@ def main() -> None:
         "timing": f"median wall time of one {args.size[0]}x{args.size[1]} CamVid frame, forward pass and arg-max; "
         "segzoo = compute_recipe('cpu') + predict_labels(recipe=...), onnxruntime = CPUExecutionProvider float32",
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "app_serves_with": resolve_runtime("auto", compute_recipe("cpu")),
         "rows": rows,
     }
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

@@ -38,8 +38,10 @@ import time
 from pathlib import Path
 
 import segzoo
+from segzoo.app.tables import served_by
 from segzoo.data import dataset_entry
 from segzoo.data.camvid_instances import CAMVID_THINGS
+from segzoo.devices import PRECISION_NAMES
 
 # (segzoo data set, folder under --data, extra `segzoo train` options, models)
 PLAN: list[tuple[str, str, list[str], list[str]]] = [
@@ -135,7 +137,7 @@ def update_readme(readme: Path, leaderboard: Path, checkpoints: Path) -> None:
     frame = load_leaderboard(leaderboard)
     lines = [
         "| data set | model | mIoU % | published mIoU % | mDice % | pixel acc % | mask AP % | params | GFLOPs "
-        "| CPU latency ms (served / float32) | training: hours, core-hours, epochs | note |",
+        "| CPU latency ms (served / float32) | training: hours, core-hours, epochs, precision | note |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in frame.to_dict("records"):
@@ -150,7 +152,7 @@ def update_readme(readme: Path, leaderboard: Path, checkpoints: Path) -> None:
             f"{_fmt(row['gflops'], '.1f')} | "
             f"{_fmt(row['latency_ms'], '.0f')} / {_fmt(row['latency_ms_float32'], '.0f')} | "
             f"{_fmt(row['train_hours'], '.1f')}, {_fmt(row['train_cpu_hours'], '.1f')}, "
-            f"{_fmt(row['train_epochs'], '.0f')} | {note} |"
+            f"{_fmt(row['train_epochs'], '.0f')}, {PRECISION_NAMES.get(row['train_precision'], '–')} | {note} |"
         )
     machines = sorted({m for m in frame["trained_on"] if isinstance(m, str) and m})
     if machines:
@@ -158,7 +160,19 @@ def update_readme(readme: Path, leaderboard: Path, checkpoints: Path) -> None:
             "",
             f"Trained on: {'; '.join(machines)}. Hours: the summed wall time of the training epochs, every "
             "stage (pauses between sessions left out; epochs slowed by other work on the cores counted as they "
-            "ran). Core-hours: the training process's CPU time, all threads.",
+            "ran). Core-hours: the training process's CPU time, all threads. Precision: bf16 autocast on a CPU "
+            "with native bf16, float32 on one without.",
+        ]
+    latency_on = sorted({m for m in frame["latency_device"] if isinstance(m, str) and m})
+    if latency_on:
+        served = sorted(
+            {served_by(r, p) for r, p in zip(frame["latency_runtime"], frame["latency_precision"])} - {None}
+        )
+        lines += [
+            "",
+            f"Latency measured on: {'; '.join(latency_on)}. Median of batch-1 passes (forward and arg-max) at "
+            f"the data set's input size; served: as the app runs the model there ({', '.join(served)}); "
+            "float32: eager PyTorch.",
         ]
     text = _replace_between(readme.read_text(encoding="utf-8"), README_START, README_END, "\n".join(lines))
     text = _replace_between(text, THINGS_START, THINGS_END, things_table(checkpoints))

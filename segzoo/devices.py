@@ -10,6 +10,10 @@ app alike, which precision and memory format a device gets:
 * any other CPU: float32 (bf16 there is emulated and many times slower);
 * a CUDA GPU: bf16 autocast where the GPU supports it, else float16, and channels-last.
 
+For serving (the app, the leaderboard's served latency), :func:`resolve_runtime` adds which
+runtime runs a semantic model: onnxruntime on a CPU whose recipe is float32, where its kernels
+beat PyTorch's eager float32, and PyTorch wherever a bf16 or GPU recipe is faster still.
+
 ``auto`` picks the recipe; every part of it can be forced (``--precision 32-true``,
 ``--channels-last off``). ``SEGZOO_CPU_BF16=0`` (or ``1``) overrides the CPU detection, so
 the float32 fallback of a CPU without bf16 can be exercised on any machine.
@@ -29,6 +33,9 @@ import torch.nn as nn
 
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")
 CHANNELS_LAST_CHOICES = ("auto", "on", "off")
+RUNTIMES = ("auto", "torch", "onnxruntime")
+# How tables name a precision.
+PRECISION_NAMES = {"32-true": "float32", "bf16-mixed": "bf16", "16-mixed": "fp16"}
 _AUTOCAST_DTYPES = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 
 
@@ -124,6 +131,27 @@ def compute_recipe(
     resolved = resolve_device(device)
     chosen = resolve_precision(precision, resolved.type)
     return ComputeRecipe(resolved, chosen, resolve_channels_last(channels_last, resolved.type, chosen))
+
+
+def resolve_runtime(runtime: str, recipe: ComputeRecipe) -> str:
+    """Which runtime serves semantic models for inference: ``auto`` -> ``onnxruntime`` when the
+    recipe is float32 on the CPU (no native bf16) and onnxruntime is installed: its float32
+    kernels, with batch norm folded into the convolutions, beat PyTorch's eager float32
+    (``benchmarks/bench_onnx.py``); ``torch`` elsewhere, where bf16 on the CPU and the GPU
+    recipes are faster than either. ``SEGZOO_RUNTIME`` overrides ``auto``."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
+    if runtime == "auto":
+        runtime = os.environ.get("SEGZOO_RUNTIME", "").strip().lower() or "auto"
+        if runtime not in RUNTIMES:
+            raise ValueError(f"SEGZOO_RUNTIME must be one of {RUNTIMES}, got {runtime!r}")
+    if runtime != "auto":
+        return runtime
+    if recipe.device.type != "cpu" or recipe.precision != "32-true":
+        return "torch"
+    import importlib.util
+
+    return "onnxruntime" if importlib.util.find_spec("onnxruntime") is not None else "torch"
 
 
 @functools.cache

@@ -31,6 +31,8 @@ import contextlib
 import json
 import logging
 import math
+import os
+import threading
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -379,6 +381,64 @@ class OnnxSegmenter:
         small = resize_max_side(image, max_side or training_scale(image, self.metadata))
         x = to_tensor(small, self.metadata["mean"], self.metadata["std"]).numpy()
         return self.predict_labels(x, out_size=image.shape[:2])
+
+
+class OnnxModule(nn.Module):
+    """An exported semantic model in onnxruntime, called like the PyTorch model it came from:
+    ``module(x)`` takes the normalised ``N x 3 x H x W`` tensor and returns the logits as a
+    float32 CPU tensor. The app serves models through it where onnxruntime is the faster
+    runtime (:func:`segzoo.devices.resolve_runtime`)."""
+
+    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+        super().__init__()
+        try:
+            self.segmenter = OnnxSegmenter(path, threads=threads)
+        except ValueError:
+            raise
+        except Exception as exc:  # onnxruntime's errors derive from Exception alone
+            raise RuntimeError(f"{path}: onnxruntime cannot load it ({exc})") from exc
+        self.path = Path(path)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        try:
+            logits = self.segmenter.logits(x.detach().float().cpu().numpy())
+        except Exception as exc:
+            raise RuntimeError(f"{self.path.name}: onnxruntime failed ({exc})") from exc
+        return torch.from_numpy(logits)
+
+
+def onnx_cache_dir() -> Path:
+    """Where exports made for serving are kept: ``$SEGZOO_CACHE/onnx`` (default
+    ``~/.cache/segzoo/onnx``)."""
+    root = os.environ.get("SEGZOO_CACHE") or Path.home() / ".cache" / "segzoo"
+    return Path(root) / "onnx"
+
+
+def onnx_cache_path(checkpoint: str | Path, cache_dir: str | Path | None = None) -> Path:
+    """Where :func:`cached_onnx` keeps the checkpoint's export (which may not exist yet)."""
+    from segzoo.checkpoint import WEIGHTS_FILE, file_sha256, load_config
+
+    directory = Path(checkpoint)
+    cache_dir = Path(cache_dir) if cache_dir is not None else onnx_cache_dir()
+    return cache_dir / f"{load_config(directory)['model']}-{file_sha256(directory / WEIGHTS_FILE)[:16]}.onnx"
+
+
+def cached_onnx(checkpoint: str | Path, cache_dir: str | Path | None = None) -> Path:
+    """The checkpoint exported to ONNX and verified (:func:`export_checkpoint`), from the cache
+    when an export of the same weights is there. Files are named by the model and the
+    weights' SHA-256, so a retrained checkpoint gets a new export; an export is written to a
+    temporary name and renamed, so a killed export never leaves a file that looks finished."""
+    directory = Path(checkpoint)
+    path = onnx_cache_path(directory, cache_dir)
+    if path.is_file():
+        return path
+    partial = path.with_name(f".{path.stem}.{os.getpid()}.{threading.get_ident()}.partial.onnx")
+    try:
+        export_checkpoint(directory, out=partial)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return path
 
 
 def label_agreement(a: np.ndarray, b: np.ndarray) -> float:

@@ -260,6 +260,13 @@ def predict_labels(
     return labels.cpu().numpy()
 
 
+def input_dtype(model: nn.Module) -> torch.dtype:
+    """The dtype a model takes its input in: its weights' (float32 for a model without
+    parameters of its own, such as :class:`segzoo.export.OnnxModule`)."""
+    param = next(model.parameters(), None)
+    return param.dtype if param is not None else torch.float32
+
+
 def predict_mask(
     model: nn.Module,
     image: np.ndarray,
@@ -271,8 +278,7 @@ def predict_mask(
     """Segment one RGB image; the mask has the image's size. ``recipe`` as in :func:`predict_labels`
     (its device then wins over ``device``)."""
     small = resize_max_side(image, max_side)
-    dtype = next(model.parameters()).dtype
-    x = to_tensor(small, config["mean"], config["std"], recipe.device if recipe else device, dtype)
+    x = to_tensor(small, config["mean"], config["std"], recipe.device if recipe else device, input_dtype(model))
     return predict_labels(model, x, out_size=image.shape[:2], recipe=recipe)
 
 

@@ -7,7 +7,7 @@ per model and data set. The app reads it with :func:`load_leaderboard`.
 
 Columns: ``dataset, model, family, task, interim, split, num_images, partial, miou, mdice,
 pixel_accuracy, mean_class_accuracy, fw_iou, mask_ap, box_ap, reference_miou,
-reference_source, params, gflops, input_size, latency_ms, latency_precision,
+reference_source, params, gflops, input_size, latency_ms, latency_precision, latency_runtime,
 latency_ms_float32, latency_threads, latency_device, trained_on, train_precision,
 train_epochs, train_hours, train_cpu_hours, best_epoch, train_seconds, checkpoint,
 weights_sha256, evaluated_at``. Scores are fractions (0-1). ``reference_miou`` is the
@@ -15,7 +15,8 @@ published result for the architecture on the same protocol, where one exists
 (:mod:`segzoo.references`). ``gflops`` is 2 x multiply-accumulates / 1e9 for one image (see
 :mod:`segzoo.profiling`); ``latency_ms`` is the median of several batch-1 passes (forward and
 arg-max) at ``input_size`` on ``latency_device`` with ``latency_threads`` threads, the way
-the app serves the model (``latency_precision``: bf16 on CPUs with native bf16), and
+the app serves the model (``latency_precision``: bf16 on CPUs with native bf16;
+``latency_runtime``: onnxruntime where the app serves through it, on CPUs without), and
 ``latency_ms_float32`` the same in float32 eager. ``train_hours`` is the wall time of the
 whole training (every stage), ``train_cpu_hours`` the CPU time of the training process
 (all threads; empty when not recorded), on ``trained_on``. ``partial`` marks evaluations limited to part of a split
@@ -50,13 +51,13 @@ COLUMNS = [
     "dataset", "model", "family", "task", "interim", "split", "num_images", "partial",
     "miou", "mdice", "pixel_accuracy", "mean_class_accuracy", "fw_iou", "mask_ap", "box_ap",
     "reference_miou", "reference_source",
-    "params", "gflops", "input_size", "latency_ms", "latency_precision", "latency_ms_float32", "latency_threads",
-    "latency_device", "trained_on", "train_precision", "train_epochs", "train_hours", "train_cpu_hours",
-    "best_epoch", "train_seconds", "checkpoint", "weights_sha256", "evaluated_at",
+    "params", "gflops", "input_size", "latency_ms", "latency_precision", "latency_runtime", "latency_ms_float32",
+    "latency_threads", "latency_device", "trained_on", "train_precision", "train_epochs", "train_hours",
+    "train_cpu_hours", "best_epoch", "train_seconds", "checkpoint", "weights_sha256", "evaluated_at",
 ]  # fmt: skip
 _PROFILE_COLUMNS = (
-    "params", "gflops", "input_size", "latency_ms", "latency_precision", "latency_ms_float32", "latency_threads",
-    "latency_device",
+    "params", "gflops", "input_size", "latency_ms", "latency_precision", "latency_runtime", "latency_ms_float32",
+    "latency_threads", "latency_device",
 )  # fmt: skip
 
 
@@ -174,7 +175,8 @@ def build_leaderboard(
     import torch
 
     from segzoo.checkpoint import load
-    from segzoo.devices import device_name
+    from segzoo.devices import compute_recipe, device_name, resolve_runtime
+    from segzoo.export import ExportError, OnnxModule, cached_onnx
     from segzoo.profiling import GFLOPS_CONVENTION, profile_model
 
     checkpoints, out = Path(checkpoints), Path(out)
@@ -191,6 +193,7 @@ def build_leaderboard(
             rows[key] = row
 
     torch_device = torch.device(device)
+    runtime = resolve_runtime("auto", compute_recipe(torch_device))  # what the app serves with here
     threads = torch.get_num_threads() if torch_device.type == "cpu" else None
     where = device_name(torch_device)
     previous = {} if reprofile else _previous_profiles(out / "leaderboard.json")
@@ -201,14 +204,27 @@ def build_leaderboard(
         size = _input_size(config)
         profile_key = _profile_key(config, size, where, threads)
         cached = previous.get(profile_key)
-        if cached is not None and (cached.get("latency_precision") is not None or not measure_latency):
+        task = config.get("task", "semantic")
+        row_runtime = runtime if task == "semantic" else "torch"
+        measured = cached is not None and cached.get("latency_precision") is not None
+        if cached is not None and (
+            not measure_latency or (measured and (cached.get("latency_runtime") or "torch") == row_runtime)
+        ):
             profile = {k: cached.get(k) for k in _PROFILE_COLUMNS}
+            if measured and profile["latency_runtime"] is None:  # measured before the column existed
+                profile["latency_runtime"] = "torch"
         else:
             if progress:
                 print(f"profiling {row['model']} ({row['dataset']}) at {size[0]}x{size[1]} on {where}", file=sys.stderr)
             model, _ = load(directory, device=torch_device)
-            profile = profile_model(model, size, config.get("task", "semantic"), latency_runs, measure_latency)
-            del model
+            served_by = None
+            if measure_latency and row_runtime == "onnxruntime":
+                try:
+                    served_by = OnnxModule(cached_onnx(directory), threads=threads)
+                except (ExportError, RuntimeError) as exc:  # the app serves it with PyTorch then
+                    print(f"{directory}: no onnxruntime export ({exc}); timed on PyTorch", file=sys.stderr)
+            profile = profile_model(model, size, task, latency_runs, measure_latency, served_by=served_by)
+            del model, served_by
         table.append({**{c: None for c in COLUMNS}, **row, **profile, "profile_key": profile_key})
 
     frame = pd.DataFrame(table, columns=[*COLUMNS, "profile_key"])

@@ -58,7 +58,8 @@ def latency_ms(
     ``warmup``) on the model's device: for a semantic model the forward pass and arg-max
     with ``recipe``'s precision and memory format (float32 when None), as the app serves it."""
     model.eval()
-    device = next(model.parameters()).device
+    param = next(model.parameters(), None)  # an onnxruntime model has none: it runs on the CPU
+    device = param.device if param is not None else torch.device("cpu")
     x = _example_input(task, size, device)
     if recipe is not None and task == "semantic":
         model = recipe.prepare_model(model)
@@ -85,10 +86,16 @@ def latency_ms(
 
 
 def profile_model(
-    model: nn.Module, size: tuple[int, int], task: str = "semantic", runs: int = 5, measure_latency: bool = True
+    model: nn.Module,
+    size: tuple[int, int],
+    task: str = "semantic",
+    runs: int = 5,
+    measure_latency: bool = True,
+    served_by: nn.Module | None = None,
 ) -> dict[str, Any]:
     """Parameters, GFLOPs and (optionally) latency of ``model`` at ``size``: as served (the
-    device's compute recipe, :mod:`segzoo.devices`) and in float32 eager, side by side."""
+    device's compute recipe, :mod:`segzoo.devices`; ``served_by`` when another runtime
+    serves it, such as its :class:`segzoo.export.OnnxModule`) and in float32 eager, side by side."""
     result: dict[str, Any] = {"params": count_parameters(model), "input_size": f"{size[0]}x{size[1]}"}
     try:
         result["gflops"] = round(gflops(model, size, task), 2)
@@ -99,9 +106,14 @@ def profile_model(
         device = next(model.parameters()).device
         served = compute_recipe(device) if task == "semantic" else None  # Mask R-CNN is served in float32
         float32 = latency_ms(model, size, task, runs=runs)
+        if served_by is not None:
+            served_ms = latency_ms(served_by, size, task, runs=runs, recipe=served)
+        else:
+            served_ms = latency_ms(model, size, task, runs=runs, recipe=served) if served else float32
         result.update(
-            latency_ms=round(latency_ms(model, size, task, runs=runs, recipe=served) if served else float32, 2),
-            latency_precision=served.precision if served else "32-true",
+            latency_ms=round(served_ms, 2),
+            latency_precision=served.precision if served and served_by is None else "32-true",  # onnxruntime: float32
+            latency_runtime="onnxruntime" if served_by is not None else "torch",
             latency_ms_float32=round(float32, 2),
             latency_runs=max(1, runs),
             latency_threads=torch.get_num_threads() if device.type == "cpu" else None,

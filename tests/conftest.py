@@ -27,6 +27,22 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _serving_environment(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The app's tests run on PyTorch unless they ask for onnxruntime (on a CPU without bf16,
+    ``auto`` would export every app test's models in the background), and exports made for
+    serving go to a temporary cache, never the user's. Apps started as subprocesses inherit both."""
+    saved = {name: os.environ.get(name) for name in ("SEGZOO_RUNTIME", "SEGZOO_CACHE")}
+    os.environ["SEGZOO_RUNTIME"] = saved["SEGZOO_RUNTIME"] or "torch"
+    os.environ["SEGZOO_CACHE"] = str(tmp_path_factory.mktemp("segzoo-cache"))
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 class RecordingHfApi:
     """Stands in for ``huggingface_hub.HfApi`` in the upload tests: records the calls and
     keeps what would have been uploaded (paths in the repository -> bytes)."""

@@ -868,3 +868,78 @@ def test_app_serves_a_page_with_zero_checkpoints(tmp_path: Path) -> None:
             )
     finally:
         demo.close()
+
+
+# ---------------------------------------------------------------------------- onnxruntime serving
+
+
+def random_unet_checkpoint(root: Path, seed: int = 0) -> ModelEntry:
+    """A tiny UNet whose random weights predict varied labels (so agreement means something)."""
+    from segzoo.export import random_weights
+    from segzoo.registry import create_model
+
+    model = random_weights(create_model("unet", num_classes=3, base_channels=4), seed=seed)
+    save_checkpoint(root / "shapes" / "unet", model, shapes_config("unet", model_kwargs={"base_channels": 4}))
+    return Catalog.scan(root).label_set("shapes").entry("unet")
+
+
+def test_onnxruntime_serves_a_model_once_its_verified_export_is_ready(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from segzoo import export
+    from segzoo.export import OnnxModule
+
+    entry = random_unet_checkpoint(tmp_path / "checkpoints")
+    photo = np.random.default_rng(1).integers(0, 256, (72, 96, 3), dtype=np.uint8)
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    cache = ModelCache(device="cpu", precision="32-true", runtime="onnxruntime", onnx_dir=tmp_path / "onnx")
+    assert cache.runtime == "onnxruntime"
+    handlers = CompareHandlers(AppContext(checkpoints=tmp_path / "checkpoints", cache=cache, max_side=None))
+    *_, status, comparison = handlers.run_models(str(tmp_path / "photo.png"), "shapes", ["unet"])
+    by_torch = comparison.outputs[0]  # PyTorch while it exports, and the page says so
+    assert by_torch.runtime == "torch" and "being prepared in the background" in status
+    assert cache.wait_for_exports(timeout=600)
+    *_, status, comparison = handlers.run_models(str(tmp_path / "photo.png"), "shapes", ["unet"])
+    by_onnx = comparison.outputs[0]
+    assert isinstance(cache.get(entry), OnnxModule) and by_onnx.error is None and by_onnx.runtime == "onnxruntime"
+    assert "background" not in status
+    assert len(np.unique(by_torch.labels)) > 1  # varied labels: the agreement below is not trivial
+    assert (by_onnx.labels == by_torch.labels).mean() >= 0.999
+    [exported] = (tmp_path / "onnx").glob("*.onnx")  # named by the weights' hash, no partial file left
+    assert exported.name.startswith("unet-") and not list((tmp_path / "onnx").glob(".*"))
+
+    # The app restarted: the export in the cache serves at once, nothing is exported again.
+    monkeypatch.setattr(export, "export_checkpoint", lambda *a, **k: pytest.fail("exported again"))
+    restarted = ModelCache(device="cpu", precision="32-true", runtime="onnxruntime", onnx_dir=tmp_path / "onnx")
+    assert isinstance(restarted.get(entry), OnnxModule)
+
+
+def test_a_failed_export_leaves_the_model_on_pytorch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from segzoo import export
+
+    calls = []
+
+    def failing_export(*args: object, **kwargs: object) -> None:
+        calls.append(args)
+        raise export.ExportError("labels differ")
+
+    monkeypatch.setattr(export, "export_checkpoint", failing_export)
+    entry = random_unet_checkpoint(tmp_path / "checkpoints")
+    label_set = Catalog.scan(tmp_path / "checkpoints").label_set("shapes")
+    cache = ModelCache(device="cpu", precision="32-true", runtime="onnxruntime", onnx_dir=tmp_path / "onnx")
+    cache.prepare([entry])
+    assert cache.wait_for_exports(timeout=60)
+    photo = np.zeros((40, 40, 3), np.uint8)
+    for _ in range(2):
+        output = compare_models(photo, label_set, [entry], cache).outputs[0]
+        assert output.error is None and not isinstance(cache.get(entry), export.OnnxModule)
+    assert len(calls) == 1 and not list((tmp_path / "onnx").glob("*.onnx"))  # tried once, nothing kept
+
+
+def test_a_corrupt_onnx_file_is_a_reported_failure_not_a_crash(tmp_path: Path) -> None:
+    from segzoo.export import OnnxModule
+
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a protobuf")
+    with pytest.raises(RuntimeError, match="onnxruntime cannot load it"):
+        OnnxModule(broken)

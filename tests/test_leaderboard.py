@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -73,6 +74,20 @@ def test_costs_are_reused_until_reprofile(checkpoints, tmp_path) -> None:
     assert list(first["latency_ms"]) == list(second["latency_ms"])
     skipped = build_leaderboard(checkpoints, tmp_path / "fresh", measure_latency=False, progress=False)
     assert skipped["latency_ms"].isna().all() and skipped["gflops"].notna().all()
+
+
+def test_served_latency_is_onnxruntimes_where_the_app_serves_with_it(
+    checkpoints, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    on_torch = build_leaderboard(checkpoints, tmp_path, latency_runs=1, progress=False)  # tests: PyTorch
+    assert set(on_torch["latency_runtime"]) == {"torch"}
+    monkeypatch.setenv("SEGZOO_CPU_BF16", "0")  # a CPU without bf16, where the app picks onnxruntime
+    monkeypatch.setenv("SEGZOO_RUNTIME", "auto")
+    served = build_leaderboard(checkpoints, tmp_path, latency_runs=1, progress=False)  # not the cached PyTorch rows
+    assert set(served["latency_runtime"]) == {"onnxruntime"} and set(served["latency_precision"]) == {"32-true"}
+    assert (served["latency_ms"] > 0).all()
+    exported = {p.name.split("-")[0] for p in (Path(os.environ["SEGZOO_CACHE"]) / "onnx").glob("*.onnx")}
+    assert exported == {"unet", "unet_efficientnet_b0"}  # into the serving cache, where the app finds them
 
 
 def test_load_leaderboard_reads_csv_json_and_missing(checkpoints, tmp_path) -> None:

@@ -36,7 +36,9 @@ from segzoo.checkpoint import (
     load_config,
     read_json,
 )
-from segzoo.devices import ComputeRecipe, compute_recipe
+from segzoo.devices import ComputeRecipe, compute_recipe, resolve_runtime
+from segzoo.export import OnnxModule, cached_onnx, onnx_cache_path
+from segzoo.inference import input_dtype
 
 log = logging.getLogger(__name__)
 
@@ -267,8 +269,12 @@ class ModelCache:
 
     Semantic models run with the device's compute recipe (:mod:`segzoo.devices`: bf16
     autocast and channels-last on CPUs with native bf16 and on GPUs, float32 elsewhere);
-    ``precision="32-true"`` forces float32. Mask R-CNN stays in float32: its box and mask
-    heads are not written for reduced precision.
+    ``precision="32-true"`` forces float32. Where the recipe is float32 on the CPU, the
+    ``runtime`` (:func:`segzoo.devices.resolve_runtime`) is onnxruntime: each semantic model
+    is exported (and verified against PyTorch) in a background thread, into
+    :func:`segzoo.export.onnx_cache_dir`, and served by PyTorch until its export is ready.
+    Mask R-CNN stays in PyTorch float32: its box and mask heads are not written for reduced
+    precision.
     """
 
     def __init__(
@@ -277,13 +283,19 @@ class ModelCache:
         capacity: int | None = None,
         precision: str = "auto",
         loader: Loader = _load_checkpoint,
+        runtime: str = "auto",
+        onnx_dir: str | Path | None = None,
     ) -> None:
         self.recipe = compute_recipe(device if device is not None else "auto", precision)
         self.device = self.recipe.device
+        self.runtime = resolve_runtime(runtime, self.recipe)
+        if self.runtime == "onnxruntime" and self.device.type != "cpu":
+            raise ValueError(f"the onnxruntime runtime serves on the CPU, not on {self.device}")
         self.capacity = None if not capacity else max(1, capacity)
         self._loader = loader
         self._models: OrderedDict[tuple[str, int], nn.Module] = OrderedDict()
         self._lock = threading.Lock()
+        self._exports = OnnxExports(onnx_dir) if self.runtime == "onnxruntime" else None
 
     def __contains__(self, entry: ModelEntry) -> bool:
         return entry.cache_key() in self._models
@@ -295,30 +307,108 @@ class ModelCache:
         key = entry.cache_key()
         with self._lock:
             model = self._models.get(key)
-            if model is not None:
+            onnx = self._onnx_for(entry)
+            if model is not None and (onnx is None or isinstance(model, OnnxModule)):
                 self._models.move_to_end(key)
                 return model
-            model, _ = self._loader(entry.directory, self.device)
+            if onnx is not None:  # its export is ready: onnxruntime takes over from PyTorch
+                model = OnnxModule(onnx, threads=torch.get_num_threads())
+            else:
+                model, _ = self._loader(entry.directory, self.device)
+                if entry.task == "semantic":
+                    model = self.recipe.prepare_model(model)
             if entry.task == "semantic":
-                model = self.recipe.prepare_model(model)
                 _warm_up(model.eval(), self.recipe)
             self._models[key] = model.eval()
+            self._models.move_to_end(key)
             while self.capacity is not None and len(self._models) > self.capacity:
                 self._models.popitem(last=False)
             return model
+
+    def _onnx_for(self, entry: ModelEntry) -> Path | None:
+        """The entry's verified ONNX file when onnxruntime serves it and it is ready; asks
+        for the export otherwise."""
+        if self._exports is None or entry.task != "semantic":
+            return None
+        return self._exports.ready(entry)
+
+    def prepare(self, entries: list[ModelEntry]) -> None:
+        """Start exporting these models for onnxruntime now (at app start), not at first use."""
+        for entry in entries:
+            self._onnx_for(entry)
+
+    def wait_for_exports(self, timeout: float | None = None) -> bool:
+        """Block until the requested exports are done (True) or ``timeout`` seconds pass."""
+        return self._exports is None or self._exports.wait(timeout)
 
     def clear(self) -> None:
         with self._lock:
             self._models.clear()
 
 
+class OnnxExports:
+    """Checkpoints exported to ONNX one at a time in a background thread
+    (:func:`segzoo.export.cached_onnx`). An export already in the cache is used at once. A
+    failed export is logged once and not retried: its model stays on PyTorch."""
+
+    def __init__(self, cache_dir: str | Path | None = None) -> None:
+        self.cache_dir = cache_dir
+        self._done: dict[tuple[str, int], Path | None] = {}
+        self._pending: dict[tuple[str, int], Path] = {}
+        self._condition = threading.Condition()
+        self._worker: threading.Thread | None = None
+
+    def ready(self, entry: ModelEntry) -> Path | None:
+        """The verified export of ``entry``'s weights if it is done; otherwise queue it, None."""
+        key = entry.cache_key()  # a retrained checkpoint is exported again
+        with self._condition:
+            if key in self._done:
+                return self._done[key]
+            if key in self._pending:
+                return None
+            try:
+                path = onnx_cache_path(entry.directory, self.cache_dir)
+            except (OSError, CheckpointError) as exc:  # reported when the model itself loads
+                log.warning("%s: not exported for onnxruntime: %s", entry.directory, exc)
+                self._done[key] = None
+                return None
+            if path.is_file():  # exported by an earlier run of the app
+                self._done[key] = path
+                return path
+            self._pending[key] = entry.directory
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._run, name="segzoo-onnx-export", daemon=True)
+                self._worker.start()
+        return None
+
+    def wait(self, timeout: float | None = None) -> bool:
+        with self._condition:
+            return self._condition.wait_for(lambda: not self._pending, timeout)
+
+    def _run(self) -> None:
+        while True:
+            with self._condition:
+                if not self._pending:
+                    self._worker = None  # under the lock: the next request starts a new worker
+                    return
+                key, directory = next(iter(self._pending.items()))
+            try:
+                path: Path | None = cached_onnx(directory, self.cache_dir)
+                log.info("%s: served by onnxruntime from now on (%s)", directory, path)
+            except Exception as exc:  # noqa: BLE001 - any failure leaves the model on PyTorch
+                log.warning("%s: stays on PyTorch, its ONNX export failed: %s", directory, exc)
+                path = None
+            with self._condition:
+                self._done[key] = path
+                del self._pending[key]
+                self._condition.notify_all()
+
+
 @torch.inference_mode()
 def _warm_up(model: nn.Module, recipe: ComputeRecipe) -> None:
     """One small forward pass, so one-off kernel set-up is not counted in the first photo's time."""
-    param = next(model.parameters(), None)
-    if param is not None:
-        with recipe.autocast():
-            model(recipe.prepare_input(torch.zeros(1, 3, 64, 64, device=param.device, dtype=param.dtype)))
+    with recipe.autocast():
+        model(recipe.prepare_input(torch.zeros(1, 3, 64, 64, dtype=input_dtype(model))))
 
 
 def configure_threads(threads: int | None = None) -> int:

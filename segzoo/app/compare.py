@@ -24,8 +24,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from segzoo.app.catalog import LabelSet, ModelCache, ModelEntry
 from segzoo.checkpoint import CheckpointError
+from segzoo.export import OnnxModule
 from segzoo.inference import (
     exif_orientation,
+    input_dtype,
     orient,
     overlay,
     predict_labels,
@@ -54,6 +56,7 @@ class ModelOutput:
     work_size: tuple[int, int] | None = None  # (height, width) the model saw
     image_scores: dict[str, float] | None = None  # vs the uploaded ground truth
     class_iou: dict[str, float] | None = None  # the same, per class name; NaN where undefined
+    runtime: str = "torch"  # or "onnxruntime": what ran it
     error: str | None = None
 
 
@@ -214,6 +217,7 @@ def compare_models(
             cached = entry in cache
             model = cache.get(entry)
             output.load_seconds = 0.0 if cached else time.perf_counter() - start
+            output.runtime = "onnxruntime" if isinstance(model, OnnxModule) else "torch"
             if entry.task == "instance":
                 from segzoo.instance.predict import predict_instances
 
@@ -228,7 +232,7 @@ def compare_models(
                     defined = [v for v in output.class_iou.values() if not math.isnan(v)]
                     output.image_scores = {"miou": float(np.mean(defined)) if defined else math.nan}
                 continue
-            dtype = next(model.parameters()).dtype
+            dtype = input_dtype(model)
             mean = tuple(entry.config.get("mean", (0.485, 0.456, 0.406)))
             std = tuple(entry.config.get("std", (0.229, 0.224, 0.225)))
             key = (short_side, mean, std, dtype)

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from segzoo.devices import PRECISIONS
+from segzoo.devices import PRECISIONS, RUNTIMES
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,14 @@ def parse_args(
         help="auto: bf16 on CPUs with native bf16 and on GPUs, else float32 (default: auto)",
     )
     parser.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default="auto",
+        help="what runs the semantic models. auto: onnxruntime where they run in float32 on the CPU (no "
+        "native bf16; each is exported in the background and served by PyTorch until then), else PyTorch "
+        "(env SEGZOO_RUNTIME; default: auto)",
+    )
+    parser.add_argument(
         "--threads", type=int, default=None, help="CPU threads for inference (default: the CPUs available)"
     )
     args = parser.parse_args(argv)
@@ -121,7 +129,7 @@ def create_app(args: argparse.Namespace, env: Mapping[str, str] = os.environ):  
     device = args.device or ("cuda" if on_zero else None)
     context = AppContext(
         checkpoints=args.checkpoints,
-        cache=ModelCache(device=device, capacity=args.cache_size, precision=args.precision),
+        cache=ModelCache(device=device, capacity=args.cache_size, precision=args.precision, runtime=args.runtime),
         max_side=args.max_side,
         leaderboard_path=args.leaderboard,
         examples_dir=args.examples,
@@ -135,12 +143,15 @@ def create_app(args: argparse.Namespace, env: Mapping[str, str] = os.environ):  
                 context.cache.get(entry)
             except (CheckpointError, RuntimeError) as exc:  # reported again when it is selected
                 log.warning("%s: %s", entry.directory, exc)
+    else:
+        context.cache.prepare(context.catalog.entries())  # onnxruntime: export them now, in the background
     log.info(
-        "%d trained models in %s (%s); %s",
+        "%d trained models in %s (%s); %s; runtime %s",
         len(context.catalog),
         args.checkpoints,
         ", ".join(context.catalog.datasets) or "none",
         context.cache.recipe.describe(),
+        context.cache.runtime,
     )
     return build_app(context, gpu=gpu_decorator(env))
 

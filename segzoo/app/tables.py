@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from segzoo.app.catalog import Catalog, ModelEntry
+from segzoo.devices import PRECISION_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,8 @@ LEADERBOARD_COLUMNS = [
     "gflops",
     "latency_ms",
     "latency_ms_float32",
+    "latency_runtime",
+    "latency_precision",
     "latency_device",
     "reference_miou",
     "reference_source",
@@ -44,7 +47,7 @@ LEADERBOARD_COLUMNS = [
 ]
 _NUMBER_COLUMNS = [*SCORE_COLUMNS, "mask_ap", "params", "gflops", "latency_ms", "latency_ms_float32", "reference_miou",
                    "train_hours", "train_epochs"]  # fmt: skip
-_TEXT_COLUMNS = ["latency_device", "reference_source", "trained_on"]
+_TEXT_COLUMNS = ["latency_runtime", "latency_precision", "latency_device", "reference_source", "trained_on"]
 HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_miou", "lr", "seconds", "epochs_per_min"]
 
 
@@ -99,7 +102,7 @@ def checkpoint_row(entry: ModelEntry) -> dict[str, Any]:
         "params": _number(metrics.get("params")),
         "gflops": _number(metrics.get("gflops")),
         "latency_ms": _number(metrics.get("latency_ms")),
-        "latency_device": metrics.get("latency_device"),
+        **{k: metrics.get(k) for k in ("latency_runtime", "latency_precision", "latency_device")},
         **{k: context[k] for k in ("reference_miou", "reference_source", "train_hours", "train_epochs", "trained_on")},
         "iou": _per_class(metrics, "iou"),
     }
@@ -187,6 +190,14 @@ def leaderboard_frame(catalog: Catalog, path: str | Path | None = None) -> pd.Da
     return frame.sort_values(["dataset", "miou"], ascending=[True, False], na_position="last", ignore_index=True)
 
 
+def served_by(runtime: str | None, precision: str | None) -> str | None:
+    """``"PyTorch bf16"``, ``"onnxruntime float32"``: what the latency was measured with."""
+    if not isinstance(precision, str) or not precision:  # not measured (NaN in a CSV)
+        return None
+    name = "onnxruntime" if runtime == "onnxruntime" else "PyTorch"  # rows before the column: PyTorch
+    return f"{name} {PRECISION_NAMES.get(precision, precision)}"
+
+
 def display_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Leaderboard rows as shown: percentages, millions of parameters, readable headers (mask AP
     only when a Mask R-CNN row has one)."""
@@ -208,6 +219,9 @@ def display_table(frame: pd.DataFrame) -> pd.DataFrame:
             "Params (M)": (frame["params"] / 1e6).round(2),
             "GFLOPs": frame["gflops"].round(1),
             "Latency (ms)": frame["latency_ms"].round(1),
+            "Served by": [
+                served_by(r, p) for r, p in zip(frame["latency_runtime"], frame["latency_precision"], strict=True)
+            ],
             "Latency float32 (ms)": frame["latency_ms_float32"].round(1),
             "Training (h)": frame["train_hours"].round(2),
             "Epochs": frame["train_epochs"],

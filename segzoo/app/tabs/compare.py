@@ -264,6 +264,13 @@ class CompareHandlers:
                 f"The comparison failed: {type(exc).__name__}: {exc}", title="Comparison failed", print_exception=False
             ) from None
         comparison.ground_truth_note = note
+        if self.context.cache.runtime == "onnxruntime":
+            waiting = [o for o in comparison.semantic() if o.runtime == "torch" and o.error is None]
+            if waiting:
+                notes.append(
+                    f"{len(waiting)} of the models ran on PyTorch this time: their onnxruntime versions, faster "
+                    "on this CPU, are being prepared in the background."
+                )
         comparison.notes = notes
         result = comparison.disagreement()
         disagreement_image, share = result if result else (None, None)
