@@ -41,7 +41,7 @@ import segzoo
 from segzoo.app.tables import served_by
 from segzoo.data import dataset_entry
 from segzoo.data.camvid_instances import CAMVID_THINGS
-from segzoo.devices import PRECISION_NAMES
+from segzoo.devices import PRECISION_NAMES, compute_recipe, device_name
 
 # (segzoo data set, folder under --data, extra `segzoo train` options, models)
 PLAN: list[tuple[str, str, list[str], list[str]]] = [
@@ -289,6 +289,14 @@ def main() -> int:
         update_readme(args.readme, args.leaderboard / "leaderboard.csv", args.checkpoints)
         return 0
 
+    recipe = compute_recipe()
+    if recipe.device.type == "cpu" and recipe.precision == "32-true":
+        print(
+            f"note: {device_name(recipe.device)} has no native bf16, so training runs in float32, several times "
+            "slower than on the bf16 CPU the epoch counts here were sized for (CAMVID_EPOCHS: about 3.5 h a model "
+            "there); each epoch line says how long its run has left",
+            flush=True,
+        )
     segzoo_cmd = [sys.executable, "-m", "segzoo.cli"]
     for dataset, folder, options, models in PLAN:
         if args.datasets and dataset not in args.datasets:
