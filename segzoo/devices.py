@@ -35,7 +35,7 @@ PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")
 CHANNELS_LAST_CHOICES = ("auto", "on", "off")
 RUNTIMES = ("auto", "torch", "onnxruntime")
 # How tables name a precision.
-PRECISION_NAMES = {"32-true": "float32", "bf16-mixed": "bf16", "16-mixed": "fp16"}
+PRECISION_NAMES = {"32-true": "float32", "bf16-mixed": "bf16", "16-mixed": "float16"}
 _AUTOCAST_DTYPES = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 
 

@@ -428,13 +428,16 @@ def cached_onnx(checkpoint: str | Path, cache_dir: str | Path | None = None) -> 
     when an export of the same weights is there. Files are named by the model and the
     weights' SHA-256, so a retrained checkpoint gets a new export; an export is written to a
     temporary name and renamed, so a killed export never leaves a file that looks finished."""
-    directory = Path(checkpoint)
-    path = onnx_cache_path(directory, cache_dir)
-    if path.is_file():
-        return path
+    path = onnx_cache_path(checkpoint, cache_dir)
+    return path if path.is_file() else write_cached_onnx(checkpoint, path)
+
+
+def write_cached_onnx(checkpoint: str | Path, path: Path) -> Path:
+    """Export and verify the checkpoint into ``path`` (its :func:`onnx_cache_path`), through a
+    temporary name: a killed export never leaves a file that looks finished."""
     partial = path.with_name(f".{path.stem}.{os.getpid()}.{threading.get_ident()}.partial.onnx")
     try:
-        export_checkpoint(directory, out=partial)
+        export_checkpoint(checkpoint, out=partial)
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)

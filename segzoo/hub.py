@@ -31,6 +31,7 @@ from segzoo.checkpoint import (
     CheckpointError,
     read_json,
 )
+from segzoo.devices import PRECISION_NAMES
 from segzoo.version import __version__
 
 log = logging.getLogger(__name__)
@@ -207,7 +208,10 @@ def resolve_checkpoint_dir(path: str | Path) -> Path:
 # ---------------------------------------------------------------------------- model card
 
 
-_PRECISION_NAMES = {"32-true": "float32", "bf16-mixed": "bf16 autocast", "16-mixed": "float16 autocast"}
+def _precision_label(precision: str) -> str:
+    """``float32``, ``bf16 autocast``, ``float16 autocast``; an unknown value as it is."""
+    name = PRECISION_NAMES.get(precision, precision)
+    return name if precision in ("32-true", name) else f"{name} autocast"
 
 
 def _percent(value: Any) -> str:
@@ -320,7 +324,7 @@ def model_card_text(directory: str | Path, repo_id: str, path_in_repo: str | Non
         partial = ", partial" if metrics.get("partial") else ""
         lines += [
             f"`segzoo evaluate` on the {metrics.get('split')} split ({metrics.get('num_images')} images{partial}), "
-            f"{_PRECISION_NAMES.get(metrics.get('precision', '32-true'), metrics.get('precision'))}:",
+            f"{_precision_label(metrics.get('precision', '32-true'))}:",
             "",
             "| mIoU % | mDice % | pixel accuracy % | mean class accuracy % |",
             "|---|---|---|---|",

@@ -37,7 +37,7 @@ from segzoo.checkpoint import (
     read_json,
 )
 from segzoo.devices import ComputeRecipe, compute_recipe, resolve_runtime
-from segzoo.export import OnnxModule, cached_onnx, onnx_cache_path
+from segzoo.export import OnnxModule, onnx_cache_path, write_cached_onnx
 from segzoo.inference import input_dtype
 
 log = logging.getLogger(__name__)
@@ -348,13 +348,13 @@ class ModelCache:
 
 class OnnxExports:
     """Checkpoints exported to ONNX one at a time in a background thread
-    (:func:`segzoo.export.cached_onnx`). An export already in the cache is used at once. A
+    (:func:`segzoo.export.write_cached_onnx`). An export already in the cache is used at once. A
     failed export is logged once and not retried: its model stays on PyTorch."""
 
     def __init__(self, cache_dir: str | Path | None = None) -> None:
         self.cache_dir = cache_dir
         self._done: dict[tuple[str, int], Path | None] = {}
-        self._pending: dict[tuple[str, int], Path] = {}
+        self._pending: dict[tuple[str, int], tuple[Path, Path]] = {}  # -> (checkpoint, export)
         self._condition = threading.Condition()
         self._worker: threading.Thread | None = None
 
@@ -375,7 +375,7 @@ class OnnxExports:
             if path.is_file():  # exported by an earlier run of the app
                 self._done[key] = path
                 return path
-            self._pending[key] = entry.directory
+            self._pending[key] = entry.directory, path
             if self._worker is None:
                 self._worker = threading.Thread(target=self._run, name="segzoo-onnx-export", daemon=True)
                 self._worker.start()
@@ -391,9 +391,9 @@ class OnnxExports:
                 if not self._pending:
                     self._worker = None  # under the lock: the next request starts a new worker
                     return
-                key, directory = next(iter(self._pending.items()))
+                key, (directory, target) = next(iter(self._pending.items()))
             try:
-                path: Path | None = cached_onnx(directory, self.cache_dir)
+                path: Path | None = write_cached_onnx(directory, target)
                 log.info("%s: served by onnxruntime from now on (%s)", directory, path)
             except Exception as exc:  # noqa: BLE001 - any failure leaves the model on PyTorch
                 log.warning("%s: stays on PyTorch, its ONNX export failed: %s", directory, exc)
