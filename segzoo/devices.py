@@ -22,6 +22,7 @@ the float32 fallback of a CPU without bf16 can be exercised on any machine.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
 import os
 import platform
@@ -37,6 +38,8 @@ RUNTIMES = ("auto", "torch", "onnxruntime")
 # How tables name a precision.
 PRECISION_NAMES = {"32-true": "float32", "bf16-mixed": "bf16", "16-mixed": "float16"}
 _AUTOCAST_DTYPES = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
+# glibc's mallopt parameters (<malloc.h>).
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
 
 
 def cpu_has_native_bf16() -> bool:
@@ -174,3 +177,26 @@ def device_name(device: torch.device | str) -> str:
         return torch.cuda.get_device_name(device)
     bf16 = ", native bf16" if cpu_has_native_bf16() else ""
     return f"CPU {cpu_model_name()} ({torch.get_num_threads()} threads{bf16})"
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc's malloc keep the memory a training or evaluation step frees for the next step.
+
+    By default glibc gives every large block (a CPU activation or gradient tensor) its own
+    ``mmap`` and unmaps it when it is freed, so every step faults its pages in again and the
+    kernel zeroes each one: on the 2-core Zen 3 a float32 training run spent a fifth of its CPU
+    time there (``benchmarks/bench_allocator.py`` measures it). Serving large blocks from the
+    heap and not trimming it keeps them mapped; resident memory stays at the step's peak, which
+    every step reaches anyway. For long-lived batch processes (``segzoo train`` and
+    ``segzoo evaluate``), not the app. ``SEGZOO_KEEP_FREED_MEMORY=0`` leaves malloc as it is.
+    Returns whether the setting took (glibc only)."""
+    if os.environ.get("SEGZOO_KEEP_FREED_MEMORY", "").strip().lower() in ("0", "false", "no", "off"):
+        return False
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    # mallopt returns 1 on success; its values are C ints.
+    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from segzoo.checkpoint import METRICS_FILE, WEIGHTS_FILE, file_sha256, load, load_config, write_json
-from segzoo.devices import PRECISIONS, compute_recipe, device_name, resolve_device
+from segzoo.devices import PRECISIONS, compute_recipe, device_name, keep_freed_memory, resolve_device
 from segzoo.version import __version__
 
 
@@ -217,6 +217,7 @@ def _run_folder(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     from segzoo.hub import is_hub_uri, local_name, resolve_checkpoint_dir
 
+    keep_freed_memory()
     if args.images:
         return _run_folder(args)
     checkpoint = resolve_checkpoint_dir(args.checkpoint)

@@ -203,9 +203,11 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from segzoo.devices import keep_freed_memory
     from segzoo.instance.train import InstanceTrainConfig, train_instance
     from segzoo.training import fit
 
     cfg = config_from_args(args, parser)
+    keep_freed_memory()
     train_instance(cfg) if isinstance(cfg, InstanceTrainConfig) else fit(cfg)
     return 0

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import platform
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -48,3 +52,37 @@ def test_runtime_environment_override_and_errors(monkeypatch: pytest.MonkeyPatch
         resolve_runtime("auto", CPU_FLOAT32)
     with pytest.raises(ValueError, match="runtime must be one of"):
         resolve_runtime("openvino", CPU_FLOAT32)
+
+
+# Allocates and frees a 64 MB tensor, 15 times to warm up and 10 times counted, then prints
+# what keep_freed_memory() returned and the minor page faults (in a child process: malloc's
+# settings are process-wide).
+_FAULTS_SCRIPT = """
+import resource, sys, torch
+from segzoo.devices import keep_freed_memory
+applied = keep_freed_memory()
+for _ in range(15):  # rounds before counting: the heap grows to its size first
+    torch.ones(16 * 2**20).sum()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(10):
+    torch.ones(16 * 2**20).sum()
+print(applied, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="keep_freed_memory tunes glibc's malloc")
+def test_keep_freed_memory_stops_refaulting_freed_blocks() -> None:
+    def faults(setting: str) -> tuple[str, int]:
+        env = {**os.environ, "SEGZOO_KEEP_FREED_MEMORY": setting}
+        out = subprocess.run(
+            [sys.executable, "-c", _FAULTS_SCRIPT], env=env, check=True, capture_output=True, text=True
+        )
+        applied, count = out.stdout.split()
+        return applied, int(count)
+
+    default_applied, default_faults = faults("0")
+    kept_applied, kept_faults = faults("1")
+    assert (default_applied, kept_applied) == ("False", "True")
+    # glibc's default maps each 64 MB block afresh: 16,384 pages faulted in per round.
+    assert default_faults > 10 * 16_000
+    assert kept_faults < default_faults / 4  # kept blocks are reused: no faults once the heap is grown

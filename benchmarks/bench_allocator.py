@@ -1,0 +1,118 @@
+"""glibc's default malloc against segzoo's ``keep_freed_memory``, side by side in one run.
+
+    python benchmarks/bench_allocator.py                     # three models, 2 rounds
+    python benchmarks/bench_allocator.py --models unet_resnet34 --steps 5 --rounds 3
+
+For each model, a fresh process times training steps (forward, cross-entropy, backward,
+AdamW) on a fixed random batch with segzoo's compute recipe for this CPU, once with malloc as
+it is and once after ``segzoo.devices.keep_freed_memory()`` (what ``segzoo train`` and
+``segzoo evaluate`` call). The two alternate, ``--rounds`` times, so drift in the machine's
+speed falls on both. Each process reports its median step time, its CPU time in user and
+kernel mode and its minor page faults over the timed steps, and its peak resident memory.
+Results go to ``benchmarks/allocator.json`` with the CPU's name and thread count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODELS = ["unet_resnet34", "unet_efficientnet_b0", "deeplabv3plus_resnet50"]
+
+
+def child(model: str, keep: bool, crop: tuple[int, int], batch: int, steps: int) -> dict[str, Any]:
+    """One model's steps in this process (run by the parent with ``--child``)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_cpu import training_step
+
+    from segzoo.devices import compute_recipe, keep_freed_memory
+
+    applied = keep_freed_memory() if keep else False
+    step = training_step(model, compute_recipe("cpu"), crop, batch)
+    step()  # the first step sets up kernels and the heap: not timed
+    before, times = resource.getrusage(resource.RUSAGE_SELF), []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "keep_freed_memory": applied,
+        "step_seconds": round(statistics.median(times), 3),
+        "user_seconds": round(after.ru_utime - before.ru_utime, 2),
+        "system_seconds": round(after.ru_stime - before.ru_stime, 2),
+        "minor_faults": after.ru_minflt - before.ru_minflt,
+        "peak_rss_mb": round(after.ru_maxrss / 1024),
+    }
+
+
+def run_child(args: argparse.Namespace, model: str, keep: bool) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, "--child", model, "--keep", str(int(keep)), "--steps", str(args.steps),
+           "--batch", str(args.batch), "--crop", *map(str, args.crop)]  # fmt: skip
+    env = {**os.environ, "SEGZOO_KEEP_FREED_MEMORY": "1" if keep else "0"}
+    done = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="*", default=DEFAULT_MODELS)
+    parser.add_argument("--crop", type=int, nargs=2, default=(192, 256), metavar=("H", "W"))
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per process")
+    parser.add_argument("--rounds", type=int, default=2, help="processes per model and setting, alternating")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "allocator.json")
+    parser.add_argument("--child", metavar="MODEL", help=argparse.SUPPRESS)
+    parser.add_argument("--keep", type=int, default=1, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child, bool(args.keep), tuple(args.crop), args.batch, args.steps)))
+        return 0
+
+    from segzoo.devices import compute_recipe, device_name
+
+    recipe = compute_recipe("cpu")
+    print(f"{device_name('cpu')}; recipe: {recipe.describe()}", flush=True)
+    rows = []
+    for model in args.models:
+        runs: dict[str, list[dict[str, Any]]] = {"default": [], "keep_freed_memory": []}
+        for _ in range(args.rounds):
+            runs["default"].append(run_child(args, model, keep=False))
+            runs["keep_freed_memory"].append(run_child(args, model, keep=True))
+        if not all(r["keep_freed_memory"] for r in runs["keep_freed_memory"]):
+            raise SystemExit("keep_freed_memory() did not take on this machine (not glibc?)")
+        default = statistics.median(r["step_seconds"] for r in runs["default"])
+        kept = statistics.median(r["step_seconds"] for r in runs["keep_freed_memory"])
+        row = {"model": model, "step_seconds_default": default, "step_seconds_kept": kept,
+               "speedup": round(default / kept, 2), "runs": runs}  # fmt: skip
+        print(json.dumps({k: v for k, v in row.items() if k != "runs"}), flush=True)
+        rows.append(row)
+    result = {
+        "benchmark": "glibc malloc default against keep_freed_memory, training steps",
+        "device": device_name("cpu"),
+        "recipe": recipe.describe(),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "crop": list(args.crop),
+        "batch": args.batch,
+        "steps": args.steps,
+        "rounds": args.rounds,
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "models": rows,
+    }
+    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
