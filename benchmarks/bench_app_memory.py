@@ -23,7 +23,7 @@ given back) was not a leak in segzoo's code. Calling the Compare function in a l
 process keeps a flat RSS. Served, the requests run on Gradio's worker threads, and glibc's
 malloc, once a large block has been freed, raises its mmap threshold to that size, so later
 photos, tensors and PNG buffers come from per-thread heaps that keep freed memory. With
-the threshold fixed at 1 MB (``segzoo.app.server.return_freed_memory_to_the_system``, as
+the threshold fixed at 1 MB (``segzoo.devices.return_freed_memory_to_the_system``, as
 ``launch`` does) the same load stays flat. Two per-session costs were bounded as well: the
 comparison kept for the opacity slider (now one store of the latest 16, at most 64 MB,
 each session holding only a key) and Gradio's per-session page state (1000 sessions).

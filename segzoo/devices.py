@@ -39,7 +39,14 @@ RUNTIMES = ("auto", "torch", "onnxruntime")
 PRECISION_NAMES = {"32-true": "float32", "bf16-mixed": "bf16", "16-mixed": "float16"}
 _AUTOCAST_DTYPES = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 # glibc's mallopt parameters (<malloc.h>).
-_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4
+# The app's mmap threshold: blocks above it are mmapped by glibc's malloc and returned to the
+# system when freed. Left to itself, malloc raises the threshold to the largest block freed so
+# far (up to 32 MB), after which photos, tensors and PNG buffers are carved from per-thread
+# heaps that keep the freed memory: the app's resident memory then grew by megabytes per
+# request under concurrent load and never came back down, though nothing leaked
+# (benchmarks/bench_app_memory.py measures it).
+MMAP_THRESHOLD_BYTES = 1 << 20
 
 
 def cpu_has_native_bf16() -> bool:
@@ -179,6 +186,26 @@ def device_name(device: torch.device | str) -> str:
     return f"CPU {cpu_model_name()} ({torch.get_num_threads()} threads{bf16})"
 
 
+def _mallopt(*settings: tuple[int, int]) -> bool:
+    """Apply glibc ``mallopt`` settings; False where there is no glibc (e.g. musl, macOS),
+    whose allocators behave otherwise."""
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    # mallopt returns 1 on success; its values are C ints.
+    return all([bool(mallopt(param, value)) for param, value in settings])
+
+
+def return_freed_memory_to_the_system() -> bool:
+    """The app's policy: fix malloc's mmap threshold at :data:`MMAP_THRESHOLD_BYTES`, so that a
+    long-lived server under concurrent requests gives freed photos and tensors back. True if
+    applied."""
+    return _mallopt((_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
+
+
 def keep_freed_memory() -> bool:
     """Make glibc's malloc keep the memory a training or evaluation step frees for the next step.
 
@@ -188,15 +215,9 @@ def keep_freed_memory() -> bool:
     time there (``benchmarks/bench_allocator.py`` measures it). Serving large blocks from the
     heap and not trimming it keeps them mapped; resident memory stays at the step's peak, which
     every step reaches anyway. For long-lived batch processes (``segzoo train`` and
-    ``segzoo evaluate``), not the app. ``SEGZOO_KEEP_FREED_MEMORY=0`` leaves malloc as it is.
+    ``segzoo evaluate``); the app does the opposite (:func:`return_freed_memory_to_the_system`).
+    ``SEGZOO_KEEP_FREED_MEMORY=0`` leaves malloc as it is.
     Returns whether the setting took (glibc only)."""
     if os.environ.get("SEGZOO_KEEP_FREED_MEMORY", "").strip().lower() in ("0", "false", "no", "off"):
         return False
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return False
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return False
-    # mallopt returns 1 on success; its values are C ints.
-    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+    return _mallopt((_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 2**31 - 1))

@@ -295,7 +295,8 @@ def test_served_app_returns_freed_memory_to_the_system() -> None:
     import ctypes
     import sys
 
-    from segzoo.app.server import SESSION_CAPACITY, return_freed_memory_to_the_system
+    from segzoo.app.server import SESSION_CAPACITY
+    from segzoo.devices import return_freed_memory_to_the_system
 
     try:
         has_mallopt = hasattr(ctypes.CDLL("libc.so.6"), "mallopt")

@@ -3,26 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import ctypes
 import logging
 import os
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from segzoo.devices import PRECISIONS, RUNTIMES
+from segzoo.devices import PRECISIONS, RUNTIMES, return_freed_memory_to_the_system
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 7860
-# Blocks above this size are mmapped by glibc's malloc and returned to the system when
-# freed. Left to itself, malloc raises the threshold to the largest block freed so far
-# (up to 32 MB), after which photos, tensors and PNG buffers are carved from per-thread
-# heaps that keep the freed memory: the app's resident memory then grew by megabytes per
-# request under concurrent load and never came back down, though nothing leaked
-# (benchmarks/bench_app_memory.py measures it).
-MMAP_THRESHOLD_BYTES = 1 << 20
-_M_MMAP_THRESHOLD = -3  # mallopt's parameter number, from glibc's malloc.h
 SESSION_CAPACITY = 1000
 
 
@@ -154,18 +144,6 @@ def create_app(args: argparse.Namespace, env: Mapping[str, str] = os.environ):  
         context.cache.runtime,
     )
     return build_app(context, gpu=gpu_decorator(env))
-
-
-def return_freed_memory_to_the_system() -> bool:
-    """Fix glibc malloc's mmap threshold (see ``MMAP_THRESHOLD_BYTES``); True if applied
-    (Linux with glibc), False elsewhere, where there is nothing to do."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
-    except (OSError, AttributeError):  # not glibc (e.g. musl): its allocator behaves otherwise
-        return False
 
 
 def launch(demo, args: argparse.Namespace, **overrides):  # noqa: ANN001, ANN201 - gr.Blocks
