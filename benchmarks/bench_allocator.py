@@ -1,6 +1,6 @@
 """glibc's default malloc against segzoo's ``keep_freed_memory``, side by side in one run.
 
-    python benchmarks/bench_allocator.py                     # three models, 2 rounds
+    python benchmarks/bench_allocator.py                     # two models, 2 rounds
     python benchmarks/bench_allocator.py --models unet_resnet34 --steps 5 --rounds 3
 
 For each model, a fresh process times training steps (forward, cross-entropy, backward,
@@ -9,6 +9,11 @@ it is and once after ``segzoo.devices.keep_freed_memory()`` (what ``segzoo train
 ``segzoo evaluate`` call). The two alternate, ``--rounds`` times, so drift in the machine's
 speed falls on both. Each process reports its median step time, its CPU time in user and
 kernel mode and its minor page faults over the timed steps, and its peak resident memory.
+With ``--pets DIR`` (the Oxford-IIIT Pet sample), it also times what the steps leave out:
+whole ``segzoo train`` runs of the pets recipe's ``unet`` (base 32, batch 16 at 160x160, data
+augmented in memory) for ``--epochs`` epochs of ``--train-batches`` batches, the same two
+ways, and compares the last epoch's training images/s from each run's ``history.csv``.
+
 Results go to ``benchmarks/allocator.json`` with the CPU's name and thread count.
 """
 
@@ -27,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_MODELS = ["unet_resnet34", "unet_efficientnet_b0", "deeplabv3plus_resnet50"]
+DEFAULT_MODELS = ["unet_resnet34", "unet_efficientnet_b0"]
 
 
 def child(model: str, keep: bool, crop: tuple[int, int], batch: int, steps: int) -> dict[str, Any]:
@@ -64,6 +69,26 @@ def run_child(args: argparse.Namespace, model: str, keep: bool) -> dict[str, Any
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def run_training(args: argparse.Namespace, keep: bool, out: Path) -> dict[str, Any]:
+    """One ``segzoo train`` run of the pets recipe; its last epoch's figures."""
+    from segzoo.training import read_history
+
+    cmd = [sys.executable, "-m", "segzoo.cli", "train", "--model", "unet", "--dataset", "oxford_pet",
+           "--data-root", str(args.pets), "--dataset-option", "mode=trimap", "--size", "160", "160",
+           "--short-side", "160", "--batch-size", "16", "--loss", "ce", "--seed", "0",
+           "--model-kwargs", '{"base_channels": 32}', "--epochs", str(args.epochs),
+           "--limit-train-batches", str(args.train_batches), "--limit-val-images", "4",
+           "--out", str(out), "--overwrite", "--no-progress"]  # fmt: skip
+    env = {**os.environ, "SEGZOO_KEEP_FREED_MEMORY": "1" if keep else "0"}
+    subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+    last = read_history(out)[-1]
+    return {
+        "train_images_per_sec": round(float(last["train_images_per_sec"]), 3),
+        "train_seconds": round(float(last["train_seconds"]), 1),
+        "cpu_seconds": round(float(last["cpu_seconds"]), 1),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="*", default=DEFAULT_MODELS)
@@ -72,6 +97,9 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=3, help="timed steps per process")
     parser.add_argument("--rounds", type=int, default=2, help="processes per model and setting, alternating")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "allocator.json")
+    parser.add_argument("--pets", type=Path, help="Oxford-IIIT Pet folder: also time whole `segzoo train` runs")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs per `segzoo train` run (the last is timed)")
+    parser.add_argument("--train-batches", type=int, default=8, help="batches per epoch of those runs")
     parser.add_argument("--child", metavar="MODEL", help=argparse.SUPPRESS)
     parser.add_argument("--keep", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -97,8 +125,23 @@ def main() -> int:
                "speedup": round(default / kept, 2), "runs": runs}  # fmt: skip
         print(json.dumps({k: v for k, v in row.items() if k != "runs"}), flush=True)
         rows.append(row)
+    training = None
+    if args.pets:
+        import tempfile
+
+        runs = {"default": [], "keep_freed_memory": []}
+        with tempfile.TemporaryDirectory() as scratch:
+            for _ in range(args.rounds):
+                for setting, keep in (("default", False), ("keep_freed_memory", True)):
+                    runs[setting].append(run_training(args, keep, Path(scratch) / setting))
+        default = statistics.median(r["train_images_per_sec"] for r in runs["default"])
+        kept = statistics.median(r["train_images_per_sec"] for r in runs["keep_freed_memory"])
+        training = {"recipe": "oxford_pet unet (base 32), batch 16 at 160x160",
+                    "images_per_sec_default": default, "images_per_sec_kept": kept,
+                    "speedup": round(kept / default, 2), "runs": runs}  # fmt: skip
+        print(json.dumps({k: v for k, v in training.items() if k != "runs"}), flush=True)
     result = {
-        "benchmark": "glibc malloc default against keep_freed_memory, training steps",
+        "benchmark": "glibc malloc default against keep_freed_memory, training steps and segzoo train runs",
         "device": device_name("cpu"),
         "recipe": recipe.describe(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -108,6 +151,7 @@ def main() -> int:
         "rounds": args.rounds,
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "models": rows,
+        "segzoo_train": training,
     }
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {args.out}")
