@@ -5,7 +5,8 @@
 
 Every model of a data set gets the same recipe (crop policy, loss, optimiser, schedule
 shape, weight average, seed); only the epoch count follows a per-model time budget on the
-2-core CPU the zoo is trained on (CAMVID_EPOCHS). Each model trains with `segzoo train`
+2-core CPU the zoo is trained on (CAMVID_EPOCHS with native bf16, CAMVID_EPOCHS_FLOAT32
+without; a resumed run keeps the epochs it started with). Each model trains with `segzoo train`
 into runs/<dataset>/<model> (best epoch on val); when its training has completed, the
 weights, config and history are copied into checkpoints/<dataset>/<model>, scored with
 `segzoo evaluate --split test` (float32), and finally `segzoo leaderboard` regenerates
@@ -76,6 +77,24 @@ CAMVID_EPOCHS = {
     "segnet": 77,
     "unet_vgg16": 132,
     "fcn8s": 147,
+}
+# The same budgets on a CPU without native bf16, where training runs in float32 several times
+# slower: 3.25 hours (the classics 4.25), leaving room under the bars for a noisy machine. Sized
+# on a 2-core AMD EPYC (Zen 3) from float32 step times at 192x256, batch 8, with segzoo's
+# keep_freed_memory (`python benchmarks/bench_allocator.py --models ...`, benchmarks/allocator.json),
+# over 0.85 for data and optimiser overhead (what the bf16 unet_resnet34 run showed), plus a
+# float32 validation of the 101 val frames every 3 epochs (benchmarks/onnx_no_bf16.json's
+# PyTorch latencies). Fewer epochs than CAMVID_EPOCHS, so expect lower scores.
+CAMVID_EPOCHS_FLOAT32 = {
+    "unet_resnet34": 77,
+    "unet_efficientnet_b0": 100,
+    "unet_resnet50": 50,
+    "deeplabv3plus_resnet50": 44,
+    "pspnet_resnet50": 21,
+    "unet": 17,
+    "segnet": 20,
+    "unet_vgg16": 34,
+    "fcn8s": 32,
 }
 # Oxford-IIIT Pet, trimap (background, pet, border): the classic UNet-vs-SegNet comparison,
 # whose reference is small "U-Net-like" and "SegNet-like" networks trained for 30 epochs at
@@ -221,6 +240,21 @@ def record_regression(checkpoint: Path) -> None:
         print(f"no regression record for {checkpoint}: {exc}", flush=True)
 
 
+def planned_epochs(dataset: str, model: str, run_dir: Path, resume: bool, float32_cpu: bool) -> int | None:
+    """The epochs a model trains for: a resumed run keeps its own (its learning-rate schedule
+    was laid out for them, whatever machine it continues on); otherwise the data set's plan,
+    CamVid's for this CPU's precision. ``None`` leaves `segzoo train`'s default."""
+    from segzoo.checkpoint import CONFIG_FILE, read_json
+
+    if resume and (run_dir / CONFIG_FILE).is_file():
+        epochs = read_json(run_dir / CONFIG_FILE).get("training", {}).get("epochs")
+        if epochs:
+            return int(epochs)
+    if dataset == "camvid":
+        return (CAMVID_EPOCHS_FLOAT32 if float32_cpu else CAMVID_EPOCHS).get(model)
+    return PET_EPOCHS if dataset == "oxford_pet" else INSTANCE_EPOCHS.get(dataset)
+
+
 def ship(run_dir: Path, out: Path) -> None:
     """Copy a completed run's weights, config and history into the checkpoints folder
     (never its resume state)."""
@@ -289,12 +323,13 @@ def main() -> int:
         update_readme(args.readme, args.leaderboard / "leaderboard.csv", args.checkpoints)
         return 0
 
-    recipe = compute_recipe()
-    if recipe.device.type == "cpu" and recipe.precision == "32-true":
+    compute = compute_recipe()
+    float32_cpu = compute.device.type == "cpu" and compute.precision == "32-true"
+    if float32_cpu:
         print(
-            f"note: {device_name(recipe.device)} has no native bf16, so training runs in float32, several times "
-            "slower than on the bf16 CPU the epoch counts here were sized for (CAMVID_EPOCHS: about 3.5 h a model "
-            "there); each epoch line says how long its run has left",
+            f"note: {device_name(compute.device)} has no native bf16, so training runs in float32, several times "
+            "slower than with bf16; new CamVid runs take the epochs sized for such a CPU (CAMVID_EPOCHS_FLOAT32, "
+            "fewer than CAMVID_EPOCHS), a resumed run keeps its own; each epoch line says how long its run has left",
             flush=True,
         )
     segzoo_cmd = [sys.executable, "-m", "segzoo.cli"]
@@ -314,9 +349,7 @@ def main() -> int:
                 recipe = ["--interim", *INTERIM_RECIPE[dataset]]
             else:
                 recipe = RECIPES.get(dataset, [])
-            epochs = args.epochs or {"camvid": CAMVID_EPOCHS.get(model), "oxford_pet": PET_EPOCHS}.get(
-                dataset, INSTANCE_EPOCHS.get(dataset)
-            )
+            epochs = args.epochs or planned_epochs(dataset, model, run_dir, args.resume, float32_cpu)
             kwargs = MODEL_KWARGS.get(dataset, {}).get(model)
             start = time.monotonic()
             run(

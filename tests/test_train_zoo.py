@@ -1,0 +1,44 @@
+"""benchmarks/train_zoo.py's epoch plan: per CPU precision for new runs, the run's own on resume."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from segzoo.checkpoint import write_json
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "train_zoo.py"
+
+
+@pytest.fixture(scope="module")
+def train_zoo():
+    spec = importlib.util.spec_from_file_location("train_zoo", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_new_camvid_runs_follow_the_cpu_precision(train_zoo, tmp_path):
+    for model in train_zoo.CAMVID_EPOCHS:
+        bf16 = train_zoo.planned_epochs("camvid", model, tmp_path / model, resume=False, float32_cpu=False)
+        float32 = train_zoo.planned_epochs("camvid", model, tmp_path / model, resume=False, float32_cpu=True)
+        assert bf16 == train_zoo.CAMVID_EPOCHS[model]
+        assert float32 == train_zoo.CAMVID_EPOCHS_FLOAT32[model]
+        assert 0 < float32 < bf16, model  # float32 is the slower path: fewer epochs in the same hours
+    pets = train_zoo.planned_epochs("oxford_pet", "unet", tmp_path, resume=False, float32_cpu=True)
+    assert pets == train_zoo.PET_EPOCHS
+    fruits = train_zoo.planned_epochs("fruits_nuts", "maskrcnn_r50_fpn", tmp_path, resume=False, float32_cpu=False)
+    assert fruits == train_zoo.INSTANCE_EPOCHS["fruits_nuts"]
+
+
+def test_a_resumed_run_keeps_its_own_epochs(train_zoo, tmp_path):
+    # Started on a bf16 CPU, continued on one without: the schedule stays the one it began.
+    write_json(tmp_path / "config.json", {"model": "unet_resnet50", "training": {"epochs": 150}})
+    assert train_zoo.planned_epochs("camvid", "unet_resnet50", tmp_path, resume=True, float32_cpu=True) == 150
+    fresh = train_zoo.planned_epochs("camvid", "unet_resnet50", tmp_path, resume=False, float32_cpu=True)
+    assert fresh == train_zoo.CAMVID_EPOCHS_FLOAT32["unet_resnet50"]
+    # --resume where nothing was started yet: the plan for this CPU.
+    empty = tmp_path / "none"
+    assert train_zoo.planned_epochs("camvid", "unet", empty, resume=True, float32_cpu=False) == 64
