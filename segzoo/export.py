@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import json
 import logging
 import math
@@ -528,6 +529,7 @@ def export_checkpoint(
     if out is None:
         out = Path(f"{local_name(str(checkpoint))}.onnx") if is_hub_uri(checkpoint) else directory / ONNX_FILE
     model, config = load(directory)
+    reference = copy.deepcopy(model) if verify else None  # export_onnx swaps modules in place
     identity = {"checkpoint": str(checkpoint), "weights_sha256": file_sha256(directory / WEIGHTS_FILE)}
     start = time.perf_counter()
     path = export_onnx(model, config, out, opset=opset, extra_metadata=identity)
@@ -538,9 +540,10 @@ def export_checkpoint(
         "megabytes": round(path.stat().st_size / 1e6, 1),
         "export_seconds": round(time.perf_counter() - start, 1),
     }
-    if verify and config.get("task", "semantic") == "semantic":
-        reference, _ = load(directory)  # a fresh copy: export_onnx swapped modules in place
-        root = Path(examples) if examples else Path(__file__).resolve().parents[1] / "examples"
+    if reference is None:
+        return report
+    root = Path(examples) if examples else Path(__file__).resolve().parents[1] / "examples"
+    if config.get("task", "semantic") == "semantic":
         agreement = verify_semantic(reference, path, _verification_images(config, root), config)
         report["label_agreement"] = agreement
         if agreement < MIN_AGREEMENT:
@@ -548,9 +551,7 @@ def export_checkpoint(
                 f"{path}: onnxruntime's labels agree with PyTorch's on only {100 * agreement:.3f}% of the pixels "
                 f"(needed {100 * MIN_AGREEMENT:.1f}%); the export is wrong, do not use it"
             )
-    elif verify:
-        reference, _ = load(directory)
-        root = Path(examples) if examples else Path(__file__).resolve().parents[1] / "examples"
+    else:
         check = verify_instance(reference, path, _verification_images(config, root)[0])
         report["detections"] = check
         masks_agree = check.get("mask_agreement", 1.0) >= MIN_AGREEMENT
