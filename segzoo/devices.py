@@ -213,8 +213,8 @@ def keep_freed_memory() -> bool:
     ``mmap`` and unmaps it when it is freed, so every step faults its pages in again and the
     kernel zeroes each one: on the 2-core Zen 3 a float32 training run spent a fifth of its CPU
     time there (``benchmarks/bench_allocator.py`` measures it). Serving large blocks from the
-    heap and not trimming it keeps them mapped; resident memory stays at the step's peak, which
-    every step reaches anyway. For long-lived batch processes (``segzoo train`` and
+    heap and not trimming it keeps them mapped, at the cost of memory held between steps (peak
+    resident memory up to 16% higher in that benchmark). For long-lived batch processes (``segzoo train`` and
     ``segzoo evaluate``); the app does the opposite (:func:`return_freed_memory_to_the_system`).
     ``SEGZOO_KEEP_FREED_MEMORY=0`` leaves malloc as it is.
     Returns whether the setting took (glibc only)."""
