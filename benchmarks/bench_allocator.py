@@ -35,14 +35,15 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODELS = ["unet_resnet34", "unet_efficientnet_b0"]
 
 
-def child(model: str, keep: bool, crop: tuple[int, int], batch: int, steps: int) -> dict[str, Any]:
-    """One model's steps in this process (run by the parent with ``--child``)."""
+def child(model: str, crop: tuple[int, int], batch: int, steps: int) -> dict[str, Any]:
+    """One model's steps in this process (run by the parent with ``--child``; its
+    ``SEGZOO_KEEP_FREED_MEMORY`` decides the setting, as for ``segzoo train``)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bench_cpu import training_step
 
     from segzoo.devices import compute_recipe, keep_freed_memory
 
-    applied = keep_freed_memory() if keep else False
+    applied = keep_freed_memory()
     step = training_step(model, compute_recipe("cpu"), crop, batch)
     step()  # the first step sets up kernels and the heap: not timed
     before, times = resource.getrusage(resource.RUSAGE_SELF), []
@@ -61,11 +62,15 @@ def child(model: str, keep: bool, crop: tuple[int, int], batch: int, steps: int)
     }
 
 
+def setting_env(keep: bool) -> dict[str, str]:
+    """The environment of a measured process: with or without keep_freed_memory."""
+    return {**os.environ, "SEGZOO_KEEP_FREED_MEMORY": "1" if keep else "0"}
+
+
 def run_child(args: argparse.Namespace, model: str, keep: bool) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--child", model, "--keep", str(int(keep)), "--steps", str(args.steps),
+    cmd = [sys.executable, __file__, "--child", model, "--steps", str(args.steps),
            "--batch", str(args.batch), "--crop", *map(str, args.crop)]  # fmt: skip
-    env = {**os.environ, "SEGZOO_KEEP_FREED_MEMORY": "1" if keep else "0"}
-    done = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+    done = subprocess.run(cmd, env=setting_env(keep), check=True, capture_output=True, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -79,8 +84,7 @@ def run_training(args: argparse.Namespace, keep: bool, out: Path) -> dict[str, A
            "--model-kwargs", '{"base_channels": 32}', "--epochs", str(args.epochs),
            "--limit-train-batches", str(args.train_batches), "--limit-val-images", "4",
            "--out", str(out), "--overwrite", "--no-progress"]  # fmt: skip
-    env = {**os.environ, "SEGZOO_KEEP_FREED_MEMORY": "1" if keep else "0"}
-    subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+    subprocess.run(cmd, env=setting_env(keep), check=True, capture_output=True, text=True)
     last = read_history(out)[-1]
     return {
         "train_images_per_sec": round(float(last["train_images_per_sec"]), 3),
@@ -101,10 +105,9 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=2, help="epochs per `segzoo train` run (the last is timed)")
     parser.add_argument("--train-batches", type=int, default=8, help="batches per epoch of those runs")
     parser.add_argument("--child", metavar="MODEL", help=argparse.SUPPRESS)
-    parser.add_argument("--keep", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, bool(args.keep), tuple(args.crop), args.batch, args.steps)))
+        print(json.dumps(child(args.child, tuple(args.crop), args.batch, args.steps)))
         return 0
 
     from segzoo.devices import compute_recipe, device_name
