@@ -87,7 +87,8 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
                       help="mark the checkpoint as an interim stand-in (e.g. reduced resolution on CPU)")  # fmt: skip
 
     opt = p.add_argument_group("optimisation")
-    opt.add_argument("--epochs", type=int, help="number of epochs (default: per data set)")
+    opt.add_argument("--epochs", type=int,
+                     help="number of epochs (default: per data set; with --resume, the run's own)")  # fmt: skip
     opt.add_argument("--batch-size", type=int, help="images per batch and process (default: per data set)")
     opt.add_argument("--lr", type=float, help="peak learning rate (default: per data set, 1e-3)")
     opt.add_argument("--weight-decay", type=float, default=1e-4, help="decoupled weight decay (default: 1e-4)")

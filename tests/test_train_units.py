@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -23,7 +24,7 @@ from segzoo.training.data import EpochBatches, shard
 from segzoo.training.history import COLUMNS, TIMING_COLUMNS, read_history, write_history
 from segzoo.training.loop import TrainConfig, lr_factor
 from segzoo.training.run import format_duration
-from segzoo.training.state import load_resume_state, restore_rng, save_resume_state
+from segzoo.training.state import load_resume_state, restore_rng, resumed_epochs, save_resume_state
 
 
 def _coded_image(height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -187,6 +188,37 @@ def test_resume_state_detects_tampering(tmp_path) -> None:
     path.write_bytes(bytes(data[: len(data) // 2]))
     with pytest.raises(CheckpointError, match="state.safetensors"):
         load_resume_state(tmp_path)
+
+
+def test_resume_without_epochs_keeps_the_runs_own(tmp_path) -> None:
+    """A run started for 7 epochs resumes for 7, not the data set's default: its learning-rate
+    schedule was laid out for them. --epochs still extends it; a new run takes the default."""
+    from segzoo.checkpoint import CheckpointError
+    from segzoo.instance.train import InstanceTrainConfig
+
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    out = tmp_path / "run"
+    assert resumed_epochs(out) is None
+    info = {"options": {"epochs": 7, "seed": 0}}
+    path = save_resume_state(out, 2, model.state_dict(), optimizer.state_dict(), {"step": 2}, info)
+    assert resumed_epochs(out) == 7
+
+    def semantic(**options):
+        return TrainConfig(model="unet", dataset="camvid", data_root="x", out=str(out), **options).resolved()
+
+    default = TrainConfig(model="unet", dataset="camvid", data_root="x").resolved().epochs
+    assert default != 7
+    assert semantic(resume=True).epochs == 7
+    assert semantic(resume=True, epochs=9).epochs == 9
+    assert semantic().epochs == default
+    instance = InstanceTrainConfig(model="maskrcnn_r50_fpn", dataset="fruits_nuts", data_root="x", out=str(out))
+    assert replace(instance, resume=True).resolved().epochs == 7
+    assert instance.resolved().epochs != 7
+
+    path.write_bytes(path.read_bytes()[:100])  # truncated: a clear error, not the default
+    with pytest.raises(CheckpointError, match="truncated"):
+        semantic(resume=True)
 
 
 def test_history_round_trip(tmp_path) -> None:

@@ -24,7 +24,7 @@ from segzoo.data.instances import InstanceDataset, collate_instances
 from segzoo.devices import PRECISIONS, compute_recipe, device_name
 from segzoo.training.optim import parameter_groups
 from segzoo.training.run import EpochRun, finite_or_none
-from segzoo.training.state import ResumeState
+from segzoo.training.state import ResumeState, resumed_epochs
 from segzoo.version import __version__
 
 # torchvision's names; the Detectron2 wrapper renames its losses to these.
@@ -124,12 +124,13 @@ class InstanceTrainConfig:
         kwargs.pop("encoder_weights", None)
         size = max(self.size) if isinstance(self.size, (list, tuple)) else self.size  # --size H W: the longer
         batch_size = self.batch_size or DEFAULT_BATCH_SIZE
+        out = str(self.out or Path("checkpoints") / dataset / self.model)
         cfg = replace(
             self,
             dataset=dataset,
-            out=str(self.out or Path("checkpoints") / dataset / self.model),
+            out=out,
             model_kwargs=kwargs,
-            epochs=self.epochs or DEFAULT_EPOCHS,
+            epochs=self.epochs or (resumed_epochs(out) if self.resume else None) or DEFAULT_EPOCHS,
             batch_size=batch_size,
             lr=self.lr or BASE_LR_PER_IMAGE * batch_size,
             size=None if size is None else int(size),

@@ -48,7 +48,7 @@ from segzoo.training.history import COLUMNS as HISTORY_COLUMNS
 from segzoo.training.history import read_history
 from segzoo.training.optim import parameter_groups
 from segzoo.training.run import EpochRun, check_output_dir, finite_or_none
-from segzoo.training.state import ResumeState
+from segzoo.training.state import ResumeState, resumed_epochs
 from segzoo.training.validation import validate, weights_rounded_to_half
 from segzoo.version import __version__
 
@@ -122,10 +122,11 @@ class TrainConfig:
             short_side = min(size) if defaults.resize else 0
         else:
             short_side = self.short_side
+        out = self.out or str(Path("checkpoints") / self.dataset / self.model)
         cfg = replace(
             self,
-            out=self.out or str(Path("checkpoints") / self.dataset / self.model),
-            epochs=self.epochs or defaults.epochs,
+            out=out,
+            epochs=self.epochs or (resumed_epochs(out) if self.resume else None) or defaults.epochs,
             batch_size=self.batch_size or defaults.batch_size,
             lr=self.lr or defaults.lr,
             size=(int(size[0]), int(size[1])),

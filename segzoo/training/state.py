@@ -121,15 +121,40 @@ def save_resume_state(
     return path
 
 
-def load_resume_state(out: str | Path) -> ResumeState:
-    path = resume_path(out)
-    tensors = load_weights(path)  # verifies the tensors' digest
-    with safe_open(str(path), framework="pt") as f:
-        metadata = f.metadata() or {}
+def _read_meta(path: Path) -> dict[str, Any]:
+    """The JSON half of a resume state (epoch, options ...), verified against its digest."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+    except Exception as exc:  # SafetensorError on a truncated header
+        raise CheckpointError(
+            f"{path}: cannot read the resume state ({exc}); the file is corrupt or truncated"
+        ) from None
     text = metadata.get(_META_KEY)
     if text is None or hashlib.sha256(text.encode()).hexdigest() != metadata.get(_META_DIGEST):
         raise CheckpointError(f"{path}: resume metadata is missing or was modified")
-    meta = json.loads(text)
+    return json.loads(text)
+
+
+def saved_options(out: str | Path) -> dict[str, Any] | None:
+    """The training options of the run whose resume state is in ``out`` (``None`` when there
+    is none), read from the file's metadata without loading its tensors."""
+    path = resume_path(out)
+    return _read_meta(path)["info"]["options"] if path.is_file() else None
+
+
+def resumed_epochs(out: str | Path) -> int | None:
+    """The epochs the run in ``out`` was started for, ``None`` without a resume state: a
+    ``--resume`` without ``--epochs`` keeps them, since its learning-rate schedule was laid
+    out for them (the data set's default may differ, e.g. on a CPU of another kind)."""
+    options = saved_options(out)
+    return int(options["epochs"]) if options and options.get("epochs") else None
+
+
+def load_resume_state(out: str | Path) -> ResumeState:
+    path = resume_path(out)
+    tensors = load_weights(path)  # verifies the tensors' digest
+    meta = _read_meta(path)
     model = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     rng = {"tensors": {k: v for k, v in tensors.items() if k.startswith("rng.")}, "plain": meta["rng"]}
     return ResumeState(
