@@ -244,12 +244,10 @@ def planned_epochs(dataset: str, model: str, run_dir: Path, resume: bool, float3
     """The epochs a model trains for: a resumed run keeps its own (its learning-rate schedule
     was laid out for them, whatever machine it continues on); otherwise the data set's plan,
     CamVid's for this CPU's precision. ``None`` leaves `segzoo train`'s default."""
-    from segzoo.checkpoint import CONFIG_FILE, read_json
+    from segzoo.training.state import resumed_epochs
 
-    if resume and (run_dir / CONFIG_FILE).is_file():
-        epochs = read_json(run_dir / CONFIG_FILE).get("training", {}).get("epochs")
-        if epochs:
-            return int(epochs)
+    if resume and (epochs := resumed_epochs(run_dir)):
+        return epochs
     if dataset == "camvid":
         return (CAMVID_EPOCHS_FLOAT32 if float32_cpu else CAMVID_EPOCHS).get(model)
     return PET_EPOCHS if dataset == "oxford_pet" else INSTANCE_EPOCHS.get(dataset)

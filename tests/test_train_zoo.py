@@ -6,8 +6,9 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+import torch
 
-from segzoo.checkpoint import write_json
+from segzoo.training.state import save_resume_state
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "train_zoo.py"
 
@@ -35,7 +36,10 @@ def test_new_camvid_runs_follow_the_cpu_precision(train_zoo, tmp_path):
 
 def test_a_resumed_run_keeps_its_own_epochs(train_zoo, tmp_path):
     # Started on a bf16 CPU, continued on one without: the schedule stays the one it began.
-    write_json(tmp_path / "config.json", {"model": "unet_resnet50", "training": {"epochs": 150}})
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    info = {"options": {"epochs": 150}}
+    save_resume_state(tmp_path, 3, model.state_dict(), optimizer.state_dict(), {"step": 3}, info)
     assert train_zoo.planned_epochs("camvid", "unet_resnet50", tmp_path, resume=True, float32_cpu=True) == 150
     fresh = train_zoo.planned_epochs("camvid", "unet_resnet50", tmp_path, resume=False, float32_cpu=True)
     assert fresh == train_zoo.CAMVID_EPOCHS_FLOAT32["unet_resnet50"]
