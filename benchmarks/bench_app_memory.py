@@ -18,6 +18,15 @@ whole run (the server is stopped at the end, whatever happens).
 writes benchmarks/app_memory.json (``--out``). ``--budget-mb`` (default 50) is the growth
 the run is judged against; the exit status is 1 when it is exceeded.
 
+Before the load, every model the app serves is loaded, as a visitor comparing all of them
+on every label set would: one Compare per label set with all its models. Where the app
+serves with onnxruntime (a CPU without native bf16), it exports each semantic model in the
+background and keeps PyTorch's copy until then; the benchmark waits for those exports (into
+a fresh cache) and compares once more, so the figure is the served steady state. With
+``--requests 0`` that figure is all it measures:
+
+    python benchmarks/bench_app_memory.py --requests 0 --out benchmarks/app_memory_all_models.json
+
 What it found: the growth the issue reported (tens of MB per few dozen requests, never
 given back) was not a leak in segzoo's code. Calling the Compare function in a loop in one
 process keeps a flat RSS. Served, the requests run on Gradio's worker threads, and glibc's
@@ -50,6 +59,10 @@ import numpy as np
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+class _Done(Exception):
+    """Ends the measurement early (``--requests 0``); the server is stopped as usual."""
 
 
 def free_port() -> int:
@@ -110,7 +123,7 @@ def write_photos(folder: Path, count: int, width: int, height: int) -> list[Path
     return photos
 
 
-def start_server(args: argparse.Namespace, port: int, log_path: Path) -> subprocess.Popen:
+def start_server(args: argparse.Namespace, port: int, log_path: Path, cache: Path) -> subprocess.Popen:
     command = [
         sys.executable, str(REPO / "app.py"), "--checkpoints", str(args.checkpoints), "--host", "127.0.0.1",
         "--port", str(port), "--leaderboard", str(log_path.parent / "no-leaderboard.json"),
@@ -120,7 +133,8 @@ def start_server(args: argparse.Namespace, port: int, log_path: Path) -> subproc
         command += ["--threads", str(args.threads)]
     if args.max_side:
         command += ["--max-side", str(args.max_side)]
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
+    # A fresh cache: the exports the app makes are part of what is measured.
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "SEGZOO_CACHE": str(cache)}
     return subprocess.Popen(command, cwd=REPO, env=env, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)
 
 
@@ -149,6 +163,44 @@ def choose_models(checkpoints: Path, dataset: str | None, models: list[str] | No
         raise SystemExit(f"no checkpoints in {checkpoints}")
     dataset = dataset or catalog.datasets[0]
     return dataset, models or [e.key for e in catalog.label_sets[dataset].entries]
+
+
+def served_runtime() -> str:
+    """What the app serves semantic models with on this machine (its defaults)."""
+    sys.path.insert(0, str(REPO))
+    from segzoo.devices import compute_recipe, resolve_runtime
+
+    return resolve_runtime("auto", compute_recipe("cpu"))
+
+
+def load_every_model(url: str, photo: Path, checkpoints: Path, cache: Path, args: argparse.Namespace) -> dict:
+    """Compare once per label set with all its models; where the app serves with onnxruntime,
+    wait for its exports and compare again (PyTorch's copies are then dropped)."""
+    sys.path.insert(0, str(REPO))
+    from segzoo.app.catalog import Catalog
+    from segzoo.export import onnx_cache_path
+
+    catalog = Catalog.scan(checkpoints)
+    runtime = served_runtime()
+    passes = 2 if runtime == "onnxruntime" else 1
+    started = time.perf_counter()
+    for attempt in range(passes):
+        if attempt:  # the exports run in the app's background thread
+            pending = [e for e in catalog.entries() if e.task == "semantic"]
+            deadline = time.time() + args.export_timeout
+            while pending and time.time() < deadline:
+                pending = [e for e in pending if not onnx_cache_path(e.directory, cache / "onnx").is_file()]
+                time.sleep(2)
+            if pending:
+                raise TimeoutError(f"no onnxruntime export after {args.export_timeout:g} s: {pending}")
+        for dataset, label_set in catalog.label_sets.items():
+            models = [e.key for e in label_set.entries]
+            one_client(url, [photo], dataset, models, args.request_timeout)
+    return {
+        "runtime": runtime,
+        "models": [f"{e.dataset}/{e.key}" for e in catalog.entries()],
+        "seconds": round(time.perf_counter() - started, 1),
+    }
 
 
 def one_client(url: str, photos: list[Path], dataset: str, models: list[str], timeout: float) -> list[float]:
@@ -217,13 +269,17 @@ def main() -> int:
     parser.add_argument("--interval", type=float, default=0.5, help="RSS sampling period, seconds")
     parser.add_argument("--settle", type=float, default=10.0, help="quiet seconds before the final sample")
     parser.add_argument("--request-timeout", type=float, default=300.0, help="seconds per request")
+    parser.add_argument("--export-timeout", type=float, default=1800.0,
+                        help="seconds to wait for the app's onnxruntime exports (default 1800)")  # fmt: skip
     parser.add_argument("--max-seconds", type=float, default=3600.0, help="bound on the whole run")
     parser.add_argument("--budget-mb", type=float, default=50.0, help="allowed growth after warm-up (MB)")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("app_memory.json"))
     args = parser.parse_args()
-    for name in ("clients", "per_client", "requests", "photos"):
+    for name in ("clients", "per_client", "photos"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.requests < 0 or args.warmup < 0:
+        parser.error("--requests and --warmup must be >= 0 (--requests 0: only every model loaded)")
     if args.requests > 100_000 or args.clients > 256:
         parser.error("keep --requests <= 100000 and --clients <= 256")
 
@@ -233,14 +289,25 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="segzoo-bench-memory-") as tmp:
         tmp = Path(tmp)
         photos = write_photos(tmp, args.photos, *args.photo_size)
-        server = start_server(args, port, tmp / "server.log")
+        server = start_server(args, port, tmp / "server.log", tmp / "cache")
         sampler = Sampler(server.pid, args.interval)
+        warm_seconds, warm_errors, seconds, errors = [], 0, [], 0
+        baseline_mb = final_mb = None
         try:
             wait_until_up(url, server, min(deadline, time.time() + 300))
             dataset, models = choose_models(args.checkpoints, args.dataset, args.models)
             sampler.start()
             started_mb = sampler.sample()
-            print(f"app up at {url} (pid {server.pid}, {started_mb:.0f} MB); {dataset}: {', '.join(models)}")
+            print(f"app up at {url} (pid {server.pid}, {started_mb:.0f} MB); loading every model it serves")
+            sampler.phase = "every model"
+            every_model = load_every_model(url, photos[0], args.checkpoints, tmp / "cache", args)
+            time.sleep(min(args.settle, 5))
+            every_model["rss_mb"] = round(sampler.sample(), 1)
+            print(f"every model loaded ({len(every_model['models'])}, served with {every_model['runtime']}): "
+                  f"{every_model['rss_mb']:.0f} MB")  # fmt: skip
+            if args.requests == 0:
+                raise _Done
+            print(f"load: {dataset}: {', '.join(models)}")
             sampler.phase = "warmup"
             warm_seconds, warm_errors = run_rounds(url, photos, args.warmup, args, dataset, models, deadline)
             time.sleep(min(args.settle, 5))
@@ -251,6 +318,8 @@ def main() -> int:
             sampler.phase = "settle"
             time.sleep(args.settle)
             final_mb = sampler.sample()
+        except _Done:
+            pass
         finally:
             sampler.stop()
             server.terminate()
@@ -260,14 +329,14 @@ def main() -> int:
                 server.kill()
             log_tail = (tmp / "server.log").read_text(errors="replace").splitlines()[-20:]
     load = [mb for _, mb, phase in sampler.samples if phase in ("load", "settle")]
-    growth = final_mb - baseline_mb
+    growth = final_mb - baseline_mb if args.requests else 0.0
     result = {
         "benchmark": "app resident memory under concurrent Compare requests",
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
         "checkpoints": str(args.checkpoints),
-        "dataset": dataset,
-        "models": models,
+        "dataset": dataset if args.requests else None,  # of the load test
+        "models": models if args.requests else None,
         "photo_size": args.photo_size,
         "clients_per_round": args.clients,
         "photos_per_client": args.per_client,
@@ -276,19 +345,23 @@ def main() -> int:
         "errors": warm_errors + errors,
         "warmup_errors": warm_errors,
         "median_request_seconds": round(float(np.median(seconds)), 3) if seconds else None,
+        "every_model_loaded": every_model,
         "rss_mb": {
             "started": round(started_mb, 1),
-            "after_warmup": round(baseline_mb, 1),
+            "after_warmup": None if baseline_mb is None else round(baseline_mb, 1),
             "peak_under_load": round(max(load), 1) if load else None,
-            "final": round(final_mb, 1),
+            "final": None if final_mb is None else round(final_mb, 1),
         },
-        "growth_after_warmup_mb": round(growth, 1),
+        "growth_after_warmup_mb": round(growth, 1) if args.requests else None,
         "budget_mb": args.budget_mb,
-        "within_budget": growth <= args.budget_mb,
+        "within_budget": growth <= args.budget_mb if args.requests else None,
         "samples": sampler.samples,
         "server_log_tail": log_tail,
     }
     args.out.write_text(json.dumps(result, indent=2) + "\n")
+    if not args.requests:
+        print(f"wrote {args.out}")
+        return 0
     print(
         f"RSS {started_mb:.0f} MB at start, {baseline_mb:.0f} after {args.warmup} warm-up requests, "
         f"{final_mb:.0f} after {args.requests} more ({growth:+.1f} MB; budget {args.budget_mb:g}); "
