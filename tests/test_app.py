@@ -11,6 +11,7 @@ import argparse
 import csv
 import json
 import math
+import shutil
 import socket
 import time
 from pathlib import Path
@@ -781,6 +782,39 @@ def test_api_compare_returns_one_full_size_result_per_model(served_app) -> None:
     assert "2 models" in status and "run at 64×43" in status
     one = _compare(client, photo, models=["unet"])
     assert len(one[0]) == 1 and one[2] is None  # no disagreement map for a single model
+
+
+@pytest.mark.slow
+def test_api_compares_the_models_of_any_data_set(tmp_path: Path) -> None:
+    """An API client names a data set and its models in one call, without the browser's
+    change of the Models choices: a second data set's models are accepted, and a model the
+    data set lacks gets a message naming the ones it has."""
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    root = make_tiny_checkpoints(tmp_path / "checkpoints")
+    shutil.copytree(root / "shapes" / "unet", root / "tiles" / "small_unet")  # "shapes" is the first
+    demo, url = launch(app_args(root, tmp_path, max_side=64))
+    try:
+        client = Client(url, verbose=False)
+        photo = handle_file(str(write_photo(tmp_path / "photo.png")))
+
+        def compare(dataset: str, models: list[str]) -> tuple:
+            return client.predict(
+                image=photo, dataset=dataset, models=models, opacity=0.5, ground_truth=None, score_threshold=0.5,
+                api_name="/compare",
+            )  # fmt: skip
+
+        gallery, *_ = compare("tiles", ["small_unet"])
+        assert [item["caption"].split(" · ")[0] for item in gallery] == ["small_unet"]
+        with pytest.raises(AppError, match="no trained model 'unet_efficientnet_b0'.*small_unet"):
+            compare("tiles", ["unet_efficientnet_b0"])
+        with pytest.raises(AppError, match="list of model names"):
+            compare("tiles", [3])
+        gallery, *_ = compare("shapes", ["unet"])  # and it keeps serving
+        assert len(gallery) == 1
+    finally:
+        demo.close()
 
 
 @pytest.mark.slow

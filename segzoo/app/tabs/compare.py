@@ -68,6 +68,30 @@ def photo_input(**kwargs: Any) -> gr.Image:
     return component
 
 
+def model_checkboxes(**kwargs: Any) -> gr.CheckboxGroup:
+    """The Models checkboxes, whose choices follow the chosen data set in the browser.
+
+    An API client sends a data set and its models in one ``/compare`` call and never
+    changes the choices, which stay the first data set's: Gradio's own check would refuse
+    every other data set's models. The Compare handler checks them against the data set
+    instead, and names its trained models when one is not. Set on the instance, as in
+    :func:`photo_input`."""
+    component = gr.CheckboxGroup(**kwargs)
+
+    def any_model_names(payload: Any) -> list[str]:
+        payload = [] if payload is None else payload
+        if not isinstance(payload, list) or not all(isinstance(name, str) for name in payload):
+            raise user_error(f"models must be a list of model names, got {payload!r}", "Bad request")
+        return payload
+
+    def api_info() -> dict[str, Any]:  # not an enum of the first data set's models
+        return {"items": {"type": "string"}, "title": "Model folders of the data set", "type": "array"}
+
+    component.preprocess = any_model_names  # type: ignore[method-assign]
+    component.api_info = api_info  # type: ignore[method-assign]
+    return component
+
+
 def legend_html(label_set: LabelSet | None) -> str:
     if label_set is None:
         return ""
@@ -393,7 +417,7 @@ def build_compare_tab(handlers: CompareHandlers) -> list[gr.components.Component
                     info="The classes the models predict",
                     elem_id="dataset",
                 )
-                models = gr.CheckboxGroup(
+                models = model_checkboxes(
                     choices=model_choices(catalog, first),
                     value=[v for _, v in model_choices(catalog, first)],
                     label="Models",
