@@ -11,7 +11,8 @@ into runs/<dataset>/<model> (best epoch on val); when its training has completed
 weights, config and history are copied into checkpoints/<dataset>/<model>, scored with
 `segzoo evaluate --split test` (float32), and finally `segzoo leaderboard` regenerates
 benchmarks/leaderboard.{csv,json} and the README table. A model whose checkpoint already
-has metrics.json is skipped unless --force is given.
+has metrics.json is skipped unless --force is given (an interim stand-in is retrained by the
+full recipe).
 
 The CamVid recipe (chosen for a 2-core CPU with native bf16): crops of 192x256 from the
 frames at their full 360x480 scale (random scale 0.5-2, flips, colour jitter), batch 8,
@@ -253,6 +254,17 @@ def planned_epochs(dataset: str, model: str, run_dir: Path, resume: bool, float3
     return PET_EPOCHS if dataset == "oxford_pet" else INSTANCE_EPOCHS.get(dataset)
 
 
+def already_shipped(out: Path, interim: bool) -> bool:
+    """Whether ``out`` holds an evaluated checkpoint that ``--interim`` (or not) leaves alone:
+    an interim stand-in is there to be replaced by the full recipe; an interim run never
+    replaces anything evaluated."""
+    from segzoo.checkpoint import CONFIG_FILE, read_json
+
+    if not (out / "metrics.json").is_file() or not (out / CONFIG_FILE).is_file():
+        return False
+    return interim or not read_json(out / CONFIG_FILE).get("interim")
+
+
 def ship(run_dir: Path, out: Path) -> None:
     """Copy a completed run's weights, config and history into the checkpoints folder
     (never its resume state)."""
@@ -339,7 +351,7 @@ def main() -> int:
                 continue
             # Shipped in its label set's folder: Mask R-CNN on CamVid's things goes to camvid/.
             out = args.checkpoints / dataset_entry(dataset).label_set_name / model
-            if (out / "metrics.json").exists() and not args.force:
+            if already_shipped(out, args.interim) and not args.force:
                 print(f"skip {dataset}/{model}: already evaluated", flush=True)
                 continue
             run_dir = args.runs / dataset / model

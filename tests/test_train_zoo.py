@@ -46,3 +46,17 @@ def test_a_resumed_run_keeps_its_own_epochs(train_zoo, tmp_path):
     # --resume where nothing was started yet: the plan for this CPU.
     empty = tmp_path / "none"
     assert train_zoo.planned_epochs("camvid", "unet", empty, resume=True, float32_cpu=False) == 64
+
+
+def test_an_interim_checkpoint_is_retrained_by_the_full_recipe(train_zoo, tmp_path):
+    from segzoo.checkpoint import write_json
+
+    out = tmp_path / "camvid" / "unet_efficientnet_b0"
+    out.mkdir(parents=True)
+    write_json(out / "config.json", {"model": "unet_efficientnet_b0", "interim": True})
+    assert not train_zoo.already_shipped(out, interim=False)  # not evaluated yet
+    write_json(out / "metrics.json", {"miou": 0.259})
+    assert not train_zoo.already_shipped(out, interim=False)  # the stand-in is replaced
+    assert train_zoo.already_shipped(out, interim=True)
+    write_json(out / "config.json", {"model": "unet_efficientnet_b0", "interim": False})
+    assert train_zoo.already_shipped(out, interim=False) and train_zoo.already_shipped(out, interim=True)
