@@ -10,6 +10,8 @@ from UNet and FCN.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 import torch.nn as nn
 
@@ -69,12 +71,22 @@ class SegNet(nn.Module):
             self.decoder_stages.append(nn.Sequential(*layers))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # The pooling indices are arg-maxes over 2x2 windows. Under bf16 autocast (8 bits of
+        # mantissa) near-equal neighbours round to ties or swap places, and unpooling then
+        # moves the activations: on the pets examples the bf16 fast path kept float32's labels
+        # on only 99.4% of the pixels, 99.96% with the encoder in float32 (the decoder alone in
+        # bf16 costs nothing). So at inference the encoder leaves autocast; training keeps bf16
+        # throughout, where the index noise does no harm.
+        device_type = x.device.type
+        encoder_in_float32 = not self.training and torch.is_autocast_enabled(device_type)
         pooling: list[tuple[torch.Tensor, torch.Size]] = []
-        for stage, pool in zip(self.encoder_stages, self.pools):
-            x = stage(x)
-            size = x.shape
-            x, indices = pool(x)
-            pooling.append((indices, size))
+        with torch.autocast(device_type, enabled=False) if encoder_in_float32 else nullcontext():
+            x = x.float() if encoder_in_float32 else x
+            for stage, pool in zip(self.encoder_stages, self.pools):
+                x = stage(x)
+                size = x.shape
+                x, indices = pool(x)
+                pooling.append((indices, size))
         for stage, unpool in zip(self.decoder_stages, self.unpools):
             indices, size = pooling.pop()
             x = stage(unpool(x, indices, output_size=size))
