@@ -61,10 +61,6 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 
 
-class _Done(Exception):
-    """Ends the measurement early (``--requests 0``); the server is stopped as usual."""
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -305,21 +301,18 @@ def main() -> int:
             every_model["rss_mb"] = round(sampler.sample(), 1)
             print(f"every model loaded ({len(every_model['models'])}, served with {every_model['runtime']}): "
                   f"{every_model['rss_mb']:.0f} MB")  # fmt: skip
-            if args.requests == 0:
-                raise _Done
-            print(f"load: {dataset}: {', '.join(models)}")
-            sampler.phase = "warmup"
-            warm_seconds, warm_errors = run_rounds(url, photos, args.warmup, args, dataset, models, deadline)
-            time.sleep(min(args.settle, 5))
-            sampler.phase = "baseline"
-            baseline_mb = sampler.sample()
-            sampler.phase = "load"
-            seconds, errors = run_rounds(url, photos, args.requests, args, dataset, models, deadline)
-            sampler.phase = "settle"
-            time.sleep(args.settle)
-            final_mb = sampler.sample()
-        except _Done:
-            pass
+            if args.requests:  # 0: only every model loaded
+                print(f"load: {dataset}: {', '.join(models)}")
+                sampler.phase = "warmup"
+                warm_seconds, warm_errors = run_rounds(url, photos, args.warmup, args, dataset, models, deadline)
+                time.sleep(min(args.settle, 5))
+                sampler.phase = "baseline"
+                baseline_mb = sampler.sample()
+                sampler.phase = "load"
+                seconds, errors = run_rounds(url, photos, args.requests, args, dataset, models, deadline)
+                sampler.phase = "settle"
+                time.sleep(args.settle)
+                final_mb = sampler.sample()
         finally:
             sampler.stop()
             server.terminate()
