@@ -118,6 +118,11 @@ FRUITS_RECIPE = ["--size", "512", "512", "--lr", "0.01", "--seed", "0"]
 # CamVid's cars, pedestrians and bicyclists at the frames' own 360x480.
 CAMVID_INSTANCES_RECIPE = ["--lr", "0.01", "--seed", "0"]
 INSTANCE_EPOCHS = {"fruits_nuts": 60, "camvid_instances": 24}
+# camvid_instances in float32: 9.8 s per training step (batch 2, 480 px) and 4.4 s per val
+# photo on a 2-core AMD EPYC (Zen 3) (benchmarks/maskrcnn_camvid_float32.json), so an epoch of
+# 184 steps and 101 val photos takes about 37 minutes: 5 epochs fill the same 3.25 hours as
+# the float32 CamVid budgets. Far fewer iterations than the bf16 plan: expect a lower mask AP.
+INSTANCE_EPOCHS_FLOAT32 = {**INSTANCE_EPOCHS, "camvid_instances": 5}
 RECIPES = {
     "camvid": CAMVID_RECIPE,
     "oxford_pet": PET_RECIPE,
@@ -244,14 +249,17 @@ def record_regression(checkpoint: Path) -> None:
 def planned_epochs(dataset: str, model: str, run_dir: Path, resume: bool, float32_cpu: bool) -> int | None:
     """The epochs a model trains for: a resumed run keeps its own (its learning-rate schedule
     was laid out for them, whatever machine it continues on); otherwise the data set's plan,
-    CamVid's for this CPU's precision. ``None`` leaves `segzoo train`'s default."""
+    CamVid's and camvid_instances' for this CPU's precision. ``None`` leaves `segzoo train`'s
+    default."""
     from segzoo.training.state import resumed_epochs
 
     if resume and (epochs := resumed_epochs(run_dir)):
         return epochs
     if dataset == "camvid":
         return (CAMVID_EPOCHS_FLOAT32 if float32_cpu else CAMVID_EPOCHS).get(model)
-    return PET_EPOCHS if dataset == "oxford_pet" else INSTANCE_EPOCHS.get(dataset)
+    if dataset == "oxford_pet":
+        return PET_EPOCHS
+    return (INSTANCE_EPOCHS_FLOAT32 if float32_cpu else INSTANCE_EPOCHS).get(dataset)
 
 
 def already_shipped(out: Path, interim: bool) -> bool:
@@ -338,8 +346,9 @@ def main() -> int:
     if float32_cpu:
         print(
             f"note: {device_name(compute.device)} has no native bf16, so training runs in float32, several times "
-            "slower than with bf16; new CamVid runs take the epochs sized for such a CPU (CAMVID_EPOCHS_FLOAT32, "
-            "fewer than CAMVID_EPOCHS), a resumed run keeps its own; each epoch line says how long its run has left",
+            "slower than with bf16; new CamVid and camvid_instances runs take the epochs sized for such a CPU "
+            "(CAMVID_EPOCHS_FLOAT32, INSTANCE_EPOCHS_FLOAT32: fewer), a resumed run keeps its own; "
+            "each epoch line says how long its run has left",
             flush=True,
         )
     segzoo_cmd = [sys.executable, "-m", "segzoo.cli"]

@@ -32,6 +32,10 @@ def test_new_camvid_runs_follow_the_cpu_precision(train_zoo, tmp_path):
     assert pets == train_zoo.PET_EPOCHS
     fruits = train_zoo.planned_epochs("fruits_nuts", "maskrcnn_r50_fpn", tmp_path, resume=False, float32_cpu=False)
     assert fruits == train_zoo.INSTANCE_EPOCHS["fruits_nuts"]
+    for float32_cpu, plan in ((False, train_zoo.INSTANCE_EPOCHS), (True, train_zoo.INSTANCE_EPOCHS_FLOAT32)):
+        camvid = train_zoo.planned_epochs("camvid_instances", "maskrcnn_r50_fpn", tmp_path, False, float32_cpu)
+        assert camvid == plan["camvid_instances"]
+    assert 0 < train_zoo.INSTANCE_EPOCHS_FLOAT32["camvid_instances"] < train_zoo.INSTANCE_EPOCHS["camvid_instances"]
 
 
 def test_a_resumed_run_keeps_its_own_epochs(train_zoo, tmp_path):
