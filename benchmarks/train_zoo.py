@@ -262,6 +262,12 @@ def planned_epochs(dataset: str, model: str, run_dir: Path, resume: bool, float3
     return (INSTANCE_EPOCHS_FLOAT32 if float32_cpu else INSTANCE_EPOCHS).get(dataset)
 
 
+def models_in_order(planned: list[str], chosen: list[str] | None) -> list[str]:
+    """The planned models that ``--models`` names, in its order (a queue of runs is laid out
+    by the user); all of them, in the plan's order, without it."""
+    return [model for model in chosen if model in planned] if chosen else planned
+
+
 def already_shipped(out: Path, interim: bool) -> bool:
     """Whether ``out`` holds an evaluated checkpoint that ``--interim`` (or not) leaves alone:
     an interim stand-in is there to be replaced by the full recipe; an interim run never
@@ -324,7 +330,7 @@ def main() -> int:
     parser.add_argument("--readme", type=Path, default=Path("README.md"), help="whose results tables are rewritten")
     parser.add_argument("--resume", action="store_true", help="continue the runs in --runs")
     parser.add_argument("--datasets", nargs="*", help="only these data sets")
-    parser.add_argument("--models", nargs="*", help="only these models")
+    parser.add_argument("--models", nargs="*", help="only these models, trained in this order")
     parser.add_argument("--epochs", type=int, help="override the per-data-set default")
     parser.add_argument("--interim", action="store_true", help="reduced-resolution CPU recipe")
     parser.add_argument("--force", action="store_true", help="retrain models that have metrics")
@@ -355,9 +361,7 @@ def main() -> int:
     for dataset, folder, options, models in PLAN:
         if args.datasets and dataset not in args.datasets:
             continue
-        for model in models:
-            if args.models and model not in args.models:
-                continue
+        for model in models_in_order(models, args.models):
             # Shipped in its label set's folder: Mask R-CNN on CamVid's things goes to camvid/.
             out = args.checkpoints / dataset_entry(dataset).label_set_name / model
             if already_shipped(out, args.interim) and not args.force:
@@ -383,8 +387,7 @@ def main() -> int:
             record_regression(out)
             print(f"{dataset}/{model}: {time.monotonic() - start:.0f} s", flush=True)
         if args.comparison:
-            chosen = [m for m in models if not args.models or m in args.models]
-            write_comparison(args.checkpoints, dataset, chosen, args.comparison)
+            write_comparison(args.checkpoints, dataset, models_in_order(models, args.models), args.comparison)
     run([*segzoo_cmd, "leaderboard", "--checkpoints", str(args.checkpoints), "--out", str(args.leaderboard)])
     update_readme(args.readme, args.leaderboard / "leaderboard.csv", args.checkpoints)
     return 0

@@ -64,3 +64,16 @@ def test_an_interim_checkpoint_is_retrained_by_the_full_recipe(train_zoo, tmp_pa
     assert train_zoo.already_shipped(out, interim=True)
     write_json(out / "config.json", {"model": "unet_efficientnet_b0", "interim": False})
     assert train_zoo.already_shipped(out, interim=False) and train_zoo.already_shipped(out, interim=True)
+
+
+def test_models_train_in_the_order_given(train_zoo):
+    planned = ["deeplabv3plus_resnet50", "pspnet_resnet50", "unet_efficientnet_b0", "unet_resnet50"]
+    queue = ["unet_efficientnet_b0", "unet_resnet50", "maskrcnn_r50_fpn", "deeplabv3plus_resnet50"]
+    # Another data set's model is left to its own entry of the plan.
+    assert train_zoo.models_in_order(planned, queue) == [
+        "unet_efficientnet_b0",
+        "unet_resnet50",
+        "deeplabv3plus_resnet50",
+    ]
+    assert train_zoo.models_in_order(planned, None) == planned
+    assert train_zoo.models_in_order(planned, []) == planned
