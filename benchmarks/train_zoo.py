@@ -9,8 +9,9 @@ shape, weight average, seed); only the epoch count follows a per-model time budg
 without; a resumed run keeps the epochs it started with). Each model trains with `segzoo train`
 into runs/<dataset>/<model> (best epoch on val); when its training has completed, the
 weights, config and history are copied into checkpoints/<dataset>/<model>, scored with
-`segzoo evaluate --split test` (float32), and finally `segzoo leaderboard` regenerates
-benchmarks/leaderboard.{csv,json} and the README table. A model whose checkpoint already
+`segzoo evaluate --split test` (float32), and `segzoo leaderboard` regenerates
+benchmarks/leaderboard.{csv,json} and the README table (after each model, so a queue of runs
+spanning sessions shows every model as soon as it is final). A model whose checkpoint already
 has metrics.json is skipped unless --force is given (an interim stand-in is retrained by the
 full recipe).
 
@@ -358,6 +359,13 @@ def main() -> int:
             flush=True,
         )
     segzoo_cmd = [sys.executable, "-m", "segzoo.cli"]
+
+    def refresh_tables() -> None:
+        # Latency is measured only for models the leaderboard has not profiled yet.
+        run([*segzoo_cmd, "leaderboard", "--checkpoints", str(args.checkpoints), "--out", str(args.leaderboard)])
+        update_readme(args.readme, args.leaderboard / "leaderboard.csv", args.checkpoints)
+
+    trained = 0
     for dataset, folder, options, models in PLAN:
         if args.datasets and dataset not in args.datasets:
             continue
@@ -385,11 +393,13 @@ def main() -> int:
             ship(run_dir, out)
             run([*segzoo_cmd, "evaluate", str(out), "--split", EVAL_SPLIT.get(dataset, "test"), "--no-progress"])
             record_regression(out)
+            refresh_tables()
+            trained += 1
             print(f"{dataset}/{model}: {time.monotonic() - start:.0f} s", flush=True)
         if args.comparison:
             write_comparison(args.checkpoints, dataset, models_in_order(models, args.models), args.comparison)
-    run([*segzoo_cmd, "leaderboard", "--checkpoints", str(args.checkpoints), "--out", str(args.leaderboard)])
-    update_readme(args.readme, args.leaderboard / "leaderboard.csv", args.checkpoints)
+    if not trained:  # everything was shipped already: the tables still follow the checkpoints
+        refresh_tables()
     return 0
 
 
