@@ -273,9 +273,9 @@ def already_shipped(out: Path, interim: bool) -> bool:
     """Whether ``out`` holds an evaluated checkpoint that ``--interim`` (or not) leaves alone:
     an interim stand-in is there to be replaced by the full recipe; an interim run never
     replaces anything evaluated."""
-    from segzoo.checkpoint import CONFIG_FILE, read_json
+    from segzoo.checkpoint import CONFIG_FILE, METRICS_FILE, read_json
 
-    if not (out / "metrics.json").is_file() or not (out / CONFIG_FILE).is_file():
+    if not (out / METRICS_FILE).is_file() or not (out / CONFIG_FILE).is_file():
         return False
     return interim or not read_json(out / CONFIG_FILE).get("interim")
 
