@@ -283,27 +283,27 @@ def already_shipped(out: Path, interim: bool) -> bool:
 def ship(run_dir: Path, out: Path) -> None:
     """Copy a completed run's weights, config and history into the checkpoints folder
     (never its resume state)."""
-    from segzoo.checkpoint import CONFIG_FILE, HISTORY_FILE, WEIGHTS_FILE, read_json
+    from segzoo.checkpoint import CONFIG_FILE, HISTORY_FILE, METRICS_FILE, WEIGHTS_FILE, read_json
 
     if not read_json(run_dir / CONFIG_FILE).get("training", {}).get("completed"):
         raise SystemExit(f"{run_dir}: training has not completed; continue it with --resume")
     out.mkdir(parents=True, exist_ok=True)
     for name in (WEIGHTS_FILE, CONFIG_FILE, HISTORY_FILE):
         shutil.copy2(run_dir / name, out / name)
-    (out / "metrics.json").unlink(missing_ok=True)
+    (out / METRICS_FILE).unlink(missing_ok=True)
 
 
 def write_comparison(checkpoints: Path, dataset: str, models: list[str], out: Path) -> None:
     """One data set's models side by side, from their checkpoints: the last epoch's and the
     lowest validation loss, the best validation mIoU, and the test scores."""
-    from segzoo.checkpoint import read_json, write_json
+    from segzoo.checkpoint import CONFIG_FILE, METRICS_FILE, read_json, write_json
     from segzoo.training import read_history
 
     rows = []
     for model in models:
         directory = checkpoints / dataset / model
-        history, metrics = read_history(directory), read_json(directory / "metrics.json")
-        config = read_json(directory / "config.json")
+        history, metrics = read_history(directory), read_json(directory / METRICS_FILE)
+        config = read_json(directory / CONFIG_FILE)
         rows.append(
             {
                 "model": model,
