@@ -68,6 +68,23 @@ def test_pad_to_multiple_crops_back_exactly() -> None:
     assert pad_to_multiple(torch.randn(1, 1, 2, 2), 32)[0].shape[-2:] == (32, 32)
 
 
+def test_pspnet_output_stride_16_shares_the_weights_on_coarser_features() -> None:
+    paper = segzoo.create_model("pspnet_resnet50", num_classes=5)
+    coarse = segzoo.create_model("pspnet_resnet50", num_classes=5, output_stride=16)
+    # The same parameters, so a checkpoint loads at either stride.
+    coarse.load_state_dict(paper.state_dict())
+    x = torch.randn(1, 3, 65, 97)
+    strides = []
+    for model in (paper, coarse):
+        padded, _ = pad_to_multiple(x, model.multiple)
+        features = model.eval().net.encoder(padded)
+        strides.append(padded.shape[-2] // features[-1].shape[-2])
+        assert model(x).shape == (1, 5, 65, 97)
+    assert strides == [8, 16]
+    with pytest.raises(ValueError, match="output_stride must be 8 or 16"):
+        segzoo.create_model("pspnet_resnet50", num_classes=5, output_stride=32)
+
+
 def test_segnet_decoder_has_no_other_upsampling() -> None:
     net = SegNet(num_classes=5)
     kinds = {type(m) for m in net.modules()}
