@@ -49,10 +49,12 @@ FLOAT32 = ComputeRecipe(torch.device("cpu"), "32-true", channels_last=False)
 README_START, README_END = "<!-- cpu-bench:start -->", "<!-- cpu-bench:end -->"
 
 
-def training_step(name: str, recipe: ComputeRecipe, crop: tuple[int, int], batch: int) -> Callable[[], None]:
+def training_step(
+    name: str, recipe: ComputeRecipe, crop: tuple[int, int], batch: int, **model_kwargs: Any
+) -> Callable[[], None]:
     """One AdamW step of ``name`` (11 classes) on a fixed random batch, as a plain loop runs it."""
     torch.manual_seed(0)
-    model = recipe.prepare_model(segzoo.create_model(name, num_classes=11)).train()
+    model = recipe.prepare_model(segzoo.create_model(name, num_classes=11, **model_kwargs)).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     x = recipe.prepare_input(torch.randn(batch, 3, *crop))
     y = torch.randint(0, 11, (batch, *crop))

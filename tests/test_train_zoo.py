@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
 import torch
 
+import segzoo
 from segzoo.training.state import save_resume_state
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "train_zoo.py"
@@ -77,3 +79,12 @@ def test_models_train_in_the_order_given(train_zoo):
     ]
     assert train_zoo.models_in_order(planned, None) == planned
     assert train_zoo.models_in_order(planned, []) == planned
+
+
+def test_every_model_option_of_the_plan_builds_its_model(train_zoo):
+    # The options go to `segzoo train --model-kwargs` as JSON: a typo would only show hours
+    # into a queue, when that model's turn comes.
+    options = [(model, kwargs) for plan in train_zoo.MODEL_KWARGS.values() for model, kwargs in plan.items()]
+    assert ("pspnet_resnet50", '{"output_stride": 16}') in options
+    for model, kwargs in options:
+        segzoo.create_model(model, num_classes=3, **json.loads(kwargs))
