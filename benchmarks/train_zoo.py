@@ -10,8 +10,8 @@ without; a resumed run keeps the epochs it started with), and PSPNet trains at o
 16 instead of its paper's 8 to get 2.5 times the epochs in its budget (CAMVID_MODEL_KWARGS).
 Each model trains with `segzoo train` into runs/<dataset>/<model> (best epoch on val); when
 its training has completed, the weights, config and history are copied into
-checkpoints/<dataset>/<model>, scored with
-`segzoo evaluate --split test` (float32), and `segzoo leaderboard` regenerates
+checkpoints/<dataset>/<model>, scored with `segzoo evaluate --split test` (float32), and
+`segzoo leaderboard` regenerates
 benchmarks/leaderboard.{csv,json} and the README table (after each model, so a queue of runs
 spanning sessions shows every model as soon as it is final). A model whose checkpoint already
 has metrics.json is skipped unless --force is given (an interim stand-in is retrained by the

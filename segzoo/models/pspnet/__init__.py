@@ -21,8 +21,9 @@ def build_pspnet_resnet50(
 ) -> nn.Module:
     # As in the paper by default: all four ResNet stages, the last two dilated so the pyramid
     # pools stride-8 features (smp's default stops after stage 2). ``output_stride=16`` dilates
-    # only the last stage: the same weights on coarser features, about 3x cheaper per training
-    # step and per photo on a 2-core CPU (DeepLabV3 trains at 16 for the same reason).
+    # only the last stage: the same weights on coarser features, a 2.6x cheaper training step
+    # and 2.7x per photo on a 2-core CPU (benchmarks/output_stride.json); DeepLabV3 trains at
+    # 16 for the same reason.
     if output_stride not in (8, 16):
         raise ValueError(f"pspnet_resnet50: output_stride must be 8 or 16, not {output_stride!r}")
     return build_smp(
