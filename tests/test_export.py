@@ -67,6 +67,8 @@ FAMILIES = {
     "segnet": lambda: segzoo.create_model("segnet", num_classes=11),
     "fcn8s": lambda: segzoo.create_model("fcn8s", num_classes=11, fc_channels=64),
     "pspnet": lambda: build_smp(smp.PSPNet, "resnet18", 11, output_stride=8, encoder_depth=5, upsampling=8),
+    # The stride the CamVid zoo trains and serves PSPNet at (benchmarks/train_zoo.py).
+    "pspnet_os16": lambda: build_smp(smp.PSPNet, "resnet18", 11, output_stride=16, encoder_depth=5, upsampling=16),
     "deeplabv3plus": lambda: build_smp(smp.DeepLabV3Plus, "resnet18", 11),
 }
 
