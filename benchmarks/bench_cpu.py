@@ -70,15 +70,19 @@ def training_step(
     return step
 
 
-def train_images_per_sec(name: str, recipe: ComputeRecipe, crop: tuple[int, int], batch: int, steps: int) -> float:
-    step = training_step(name, recipe, crop, batch)
+def time_steps(step: Callable[[], None], steps: int) -> list[float]:
+    """Seconds of each of ``steps`` calls of ``step``, after one untimed call."""
     step()  # the first step sets up kernels: not timed
     times = []
     for _ in range(steps):
         start = time.perf_counter()
         step()
         times.append(time.perf_counter() - start)
-    return batch / statistics.median(times)
+    return times
+
+
+def train_images_per_sec(name: str, recipe: ComputeRecipe, crop: tuple[int, int], batch: int, steps: int) -> float:
+    return batch / statistics.median(time_steps(training_step(name, recipe, crop, batch), steps))
 
 
 def load_model(name: str, checkpoints: Path) -> tuple[torch.nn.Module, dict[str, Any] | None]:

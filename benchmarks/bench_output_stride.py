@@ -20,12 +20,11 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
-from bench_cpu import latency_and_labels, training_step  # this folder: the step bench_cpu.py times
+from bench_cpu import latency_and_labels, time_steps, training_step  # this folder: the step bench_cpu.py times
 
 import segzoo
 from segzoo.devices import compute_recipe, device_name, keep_freed_memory
@@ -36,13 +35,7 @@ STRIDES = (8, 16)
 
 def step_seconds(crop: tuple[int, int], batch: int, steps: int, output_stride: int) -> list[float]:
     step = training_step(MODEL, compute_recipe("cpu", "auto"), crop, batch, output_stride=output_stride)
-    step()  # kernel set-up: not timed
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return times
+    return time_steps(step, steps)
 
 
 def latency_ms(output_stride: int, repeats: int) -> float:
