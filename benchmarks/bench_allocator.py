@@ -27,7 +27,6 @@ import statistics
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +109,9 @@ def main() -> int:
         print(json.dumps(child(args.child, tuple(args.crop), args.batch, args.steps)))
         return 0
 
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_cpu import run_header
+
     from segzoo.devices import compute_recipe, device_name
 
     recipe = compute_recipe("cpu")
@@ -145,14 +147,12 @@ def main() -> int:
         print(json.dumps({k: v for k, v in training.items() if k != "runs"}), flush=True)
     result = {
         "benchmark": "glibc malloc default against keep_freed_memory, training steps and segzoo train runs",
-        "device": device_name("cpu"),
+        **run_header(),
         "recipe": recipe.describe(),
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "crop": list(args.crop),
         "batch": args.batch,
         "steps": args.steps,
         "rounds": args.rounds,
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "models": rows,
         "segzoo_train": training,
     }

@@ -49,6 +49,17 @@ FLOAT32 = ComputeRecipe(torch.device("cpu"), "32-true", channels_last=False)
 README_START, README_END = "<!-- cpu-bench:start -->", "<!-- cpu-bench:end -->"
 
 
+def run_header() -> dict[str, str]:
+    """What every benchmark record starts with: the CPU it ran on, torch, when, and the command
+    that reruns it (as typed, relative to the repository)."""
+    return {
+        "device": device_name("cpu"),
+        "torch": torch.__version__,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+    }
+
+
 def training_step(
     name: str, recipe: ComputeRecipe, crop: tuple[int, int], batch: int, **model_kwargs: Any
 ) -> Callable[[], None]:
@@ -245,10 +256,8 @@ def main() -> int:
     print(f"{device_name('cpu')}; fast path: {fast.describe()}", flush=True)
     rows = [bench_model(name, args, fast, photos) for name in names]
     result: dict[str, Any] = {
-        "device": device_name("cpu"),
+        **run_header(),
         "fast_path": f"{fast.precision}{', channels-last' if fast.channels_last else ''}",
-        "torch": torch.__version__,
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "crop": list(args.crop),
         "batch": args.batch,
         "models": rows,

@@ -20,14 +20,18 @@ import argparse
 import json
 import statistics
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
-from bench_cpu import latency_and_labels, time_steps, training_step  # this folder: the step bench_cpu.py times
+from bench_cpu import (  # this folder: the step bench_cpu.py times
+    latency_and_labels,
+    run_header,
+    time_steps,
+    training_step,
+)
 
 import segzoo
-from segzoo.devices import compute_recipe, device_name, keep_freed_memory
+from segzoo.devices import compute_recipe, keep_freed_memory
 
 MODEL = "pspnet_resnet50"
 STRIDES = (8, 16)
@@ -74,13 +78,10 @@ def main() -> int:
     ]
     record = {
         "model": MODEL,
-        "device": device_name(torch.device("cpu")),
+        **run_header(),
         "recipe": compute_recipe("cpu", "auto").describe(),
-        "torch": torch.__version__,
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "crop": list(args.crop),
         "batch": args.batch,
-        "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
         "strides": rows,
         "step_speedup_16_over_8": round(rows[0]["step_seconds_median"] / rows[1]["step_seconds_median"], 2),
         "latency_speedup_16_over_8": round(rows[0]["latency_ms_median"] / rows[1]["latency_ms_median"], 2),

@@ -17,14 +17,12 @@ import argparse
 import json
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
-import torch
-from bench_cpu import training_step  # this folder: the step bench_cpu.py times
+from bench_cpu import run_header, training_step  # this folder: the step bench_cpu.py times
 from torch.profiler import ProfilerActivity, profile
 
-from segzoo.devices import compute_recipe, device_name
+from segzoo.devices import compute_recipe
 
 CLASSICS = ["unet", "unet_vgg16", "segnet", "fcn8s"]
 
@@ -75,12 +73,9 @@ def main() -> int:
         for op in result["ops"]:
             print(f"  {op['share']:6.1%}  {op['self_ms_per_step']:9.1f} ms  x{op['calls_per_step']:<4} {op['op']}")
     record = {
-        "device": device_name(torch.device("cpu")),
-        "torch": torch.__version__,
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        **run_header(),
         "crop": list(args.crop),
         "batch": args.batch,
-        "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
         "models": results,
     }
     args.out.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
