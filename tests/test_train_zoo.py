@@ -29,7 +29,9 @@ def test_new_camvid_runs_follow_the_cpu_precision(train_zoo, tmp_path):
         float32 = train_zoo.planned_epochs("camvid", model, tmp_path / model, resume=False, float32_cpu=True)
         assert bf16 == train_zoo.CAMVID_EPOCHS[model]
         assert float32 == train_zoo.CAMVID_EPOCHS_FLOAT32[model]
-        assert 0 < float32 < bf16, model  # float32 is the slower path: fewer epochs in the same hours
+        # float32 is the slower path: fewer epochs in the same hours. DeepLabV3+'s bf16 plan is
+        # sized to one 3-hour session, its float32 one to 3.1 h over several.
+        assert 0 < float32 < bf16 or model == "deeplabv3plus_resnet50", model
     pets = train_zoo.planned_epochs("oxford_pet", "unet", tmp_path, resume=False, float32_cpu=True)
     assert pets == train_zoo.PET_EPOCHS
     fruits = train_zoo.planned_epochs("fruits_nuts", "maskrcnn_r50_fpn", tmp_path, resume=False, float32_cpu=False)
@@ -51,7 +53,10 @@ def test_a_resumed_run_keeps_its_own_epochs(train_zoo, tmp_path):
     assert fresh == train_zoo.CAMVID_EPOCHS_FLOAT32["unet_resnet50"]
     # --resume where nothing was started yet: the plan for this CPU.
     empty = tmp_path / "none"
-    assert train_zoo.planned_epochs("camvid", "unet", empty, resume=True, float32_cpu=False) == 64
+    assert (
+        train_zoo.planned_epochs("camvid", "unet", empty, resume=True, float32_cpu=False)
+        == train_zoo.CAMVID_EPOCHS["unet"]
+    )
 
 
 def test_an_interim_checkpoint_is_retrained_by_the_full_recipe(train_zoo, tmp_path):
@@ -88,3 +93,19 @@ def test_every_model_option_of_the_plan_builds_its_model(train_zoo):
     assert ("pspnet_resnet50", '{"output_stride": 16}') in options
     for model, kwargs in options:
         segzoo.create_model(model, num_classes=3, **json.loads(kwargs))
+
+
+def test_the_classics_train_on_their_smaller_crops(train_zoo):
+    # The model's own options follow the data set's recipe, and `segzoo train` keeps the last.
+    from segzoo.cli import build_parser
+
+    parser = build_parser()
+    for model in ("unet", "segnet", "unet_vgg16", "fcn8s", "unet_resnet34"):
+        recipe = [*train_zoo.RECIPES["camvid"], *train_zoo.MODEL_RECIPES["camvid"].get(model, [])]
+        args = parser.parse_args(
+            ["train", "--model", model, "--dataset", "camvid", "--data-root", "camvid", "--out", "runs/x", *recipe]
+        )
+        classic = model in train_zoo.CAMVID_MODEL_RECIPE
+        assert args.size == ([128, 192] if classic else [192, 256]), model
+        assert args.val_every == (5 if model in ("unet", "segnet") else 3), model
+        assert args.batch_size == 8 and args.loss == "combined"
