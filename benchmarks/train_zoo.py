@@ -136,7 +136,11 @@ PET_MODEL_KWARGS = {"unet": '{"base_channels": 32}', "segnet": '{"base_channels"
 FRUITS_RECIPE = ["--size", "512", "512", "--lr", "0.01", "--seed", "0"]
 # CamVid's cars, pedestrians and bicyclists at the frames' own 360x480.
 CAMVID_INSTANCES_RECIPE = ["--lr", "0.01", "--seed", "0"]
-INSTANCE_EPOCHS = {"fruits_nuts": 60, "camvid_instances": 24}
+# camvid_instances with native bf16: 3.3 s per training step (batch 2, 480 px) and 1.2 s per val
+# photo on the 2-core AMD EPYC (`python benchmarks/bench_maskrcnn.py --dataset camvid_instances
+# --data ../shared/datasets/camvid --size 480`, benchmarks/maskrcnn_camvid.json), so an epoch of
+# 184 steps and 101 val photos takes about 12 minutes: 10 epochs fit one 3-hour session.
+INSTANCE_EPOCHS = {"fruits_nuts": 60, "camvid_instances": 10}
 # camvid_instances in float32: 9.8 s per training step (batch 2, 480 px) and 4.4 s per val
 # photo on a 2-core AMD EPYC (Zen 3) (benchmarks/maskrcnn_camvid_float32.json), so an epoch of
 # 184 steps and 101 val photos takes about 37 minutes: 5 epochs fill the same 3.25 hours as
