@@ -305,6 +305,14 @@ def planned_epochs(dataset: str, model: str, run_dir: Path, resume: bool, float3
     return (INSTANCE_EPOCHS_FLOAT32 if float32_cpu else INSTANCE_EPOCHS).get(dataset)
 
 
+def train_recipe(dataset: str, model: str, interim: bool) -> list[str]:
+    """The `segzoo train` options of ``model`` on ``dataset``: the data set's recipe, then the
+    model's own (a later option wins)."""
+    if interim:
+        return ["--interim", *INTERIM_RECIPE[dataset]]
+    return [*RECIPES.get(dataset, []), *MODEL_RECIPES.get(dataset, {}).get(model, [])]
+
+
 def models_in_order(planned: list[str], chosen: list[str] | None) -> list[str]:
     """The planned models that ``--models`` names, in its order (a queue of runs is laid out
     by the user); all of them, in the plan's order, without it."""
@@ -418,10 +426,7 @@ def main() -> int:
                 print(f"skip {dataset}/{model}: already evaluated", flush=True)
                 continue
             run_dir = args.runs / dataset / model
-            if args.interim:
-                recipe = ["--interim", *INTERIM_RECIPE[dataset]]
-            else:
-                recipe = [*RECIPES.get(dataset, []), *MODEL_RECIPES.get(dataset, {}).get(model, [])]
+            recipe = train_recipe(dataset, model, args.interim)
             epochs = args.epochs or planned_epochs(dataset, model, run_dir, args.resume, float32_cpu)
             kwargs = MODEL_KWARGS.get(dataset, {}).get(model)
             start = time.monotonic()

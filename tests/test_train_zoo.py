@@ -101,7 +101,7 @@ def test_the_classics_train_on_their_smaller_crops(train_zoo):
 
     parser = build_parser()
     for model in ("unet", "segnet", "unet_vgg16", "fcn8s", "unet_resnet34"):
-        recipe = [*train_zoo.RECIPES["camvid"], *train_zoo.MODEL_RECIPES["camvid"].get(model, [])]
+        recipe = train_zoo.train_recipe("camvid", model, interim=False)
         args = parser.parse_args(
             ["train", "--model", model, "--dataset", "camvid", "--data-root", "camvid", "--out", "runs/x", *recipe]
         )
