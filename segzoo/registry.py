@@ -25,6 +25,10 @@ class ModelSpec:
     builder: Callable[..., nn.Module] = field(repr=False)
     params: int = 0  # documented parameter count at 12 classes; a test checks it
     task: Task = "semantic"
+    # One of the 2015 classics at their published widths (UNet, VGG16-UNet, SegNet, FCN-8s),
+    # as against the models on ResNet and EfficientNet encoders: the Compare tab maps where
+    # the two groups' majority labels differ.
+    classic: bool = False
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -38,13 +42,14 @@ def register_model(
     paper: str,
     params: int,
     task: Task = "semantic",
+    classic: bool = False,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator: register ``builder(num_classes, in_channels, encoder_weights, **kw)``."""
 
     def decorator(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is already registered")
-        _REGISTRY[name] = ModelSpec(name, family, description, paper, builder, params, task)
+        _REGISTRY[name] = ModelSpec(name, family, description, paper, builder, params, task, classic)
         return builder
 
     return decorator

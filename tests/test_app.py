@@ -24,8 +24,10 @@ from PIL import Image
 
 from segzoo.app.catalog import Catalog, LabelSet, ModelCache, ModelEntry
 from segzoo.app.compare import (
+    GROUP_DISAGREEMENT_COLOUR,
     compare_models,
     distinct_label_counts,
+    majority_labels,
     read_ground_truth,
     working_image,
 )
@@ -176,11 +178,21 @@ class LabelModel(nn.Module):
 
 
 def fake_entries(
-    tmp_path: Path, rules: dict[str, str], **config: object
+    tmp_path: Path, rules: dict[str, str], classics: set[str] | None = None, **config: object
 ) -> tuple[LabelSet, list[ModelEntry], ModelCache]:
+    """Entries of models that draw ``rules``; those named in ``classics`` count as classics
+    (all of them by default, as ``unet`` is)."""
     models = {name: LabelModel(rule) for name, rule in rules.items()}
     entries = [
-        ModelEntry("shapes", name, tmp_path / name, shapes_config("unet", **config), family="UNet") for name in rules
+        ModelEntry(
+            "shapes",
+            name,
+            tmp_path / name,
+            shapes_config("unet", **config),
+            family="UNet",
+            classic=classics is None or name in classics,
+        )
+        for name in rules
     ]
     label_set = LabelSet("shapes", CLASSES, [tuple(c) for c in PALETTE], 255, entries)
     cache = ModelCache(device="cpu", loader=lambda directory, device: (models[directory.name], {}))
@@ -484,6 +496,33 @@ def test_distinct_label_counts() -> None:
     assert distinct_label_counts([a, b, c]).tolist() == [[1, 2, 3]]
 
 
+def test_majority_labels_ties_go_to_the_smallest_label() -> None:
+    a = np.array([[0, 1, 2, 2]])
+    b = np.array([[0, 1, 1, 2]])
+    c = np.array([[3, 2, 0, 1]])
+    assert majority_labels([a, b, c]).tolist() == [[0, 1, 0, 2]]
+    assert majority_labels([a, c]).tolist() == [[0, 1, 0, 1]]  # every pixel a tie
+
+
+def test_classics_against_encoder_models_map(tmp_path: Path) -> None:
+    """Each group votes per pixel; the map marks where the votes differ and names the pairs."""
+    rules = {"unet": "left-square", "segnet": "left-square", "r34": "zeros", "effb0": "left-square"}
+    label_set, entries, cache = fake_entries(tmp_path, rules, classics={"unet", "segnet"})
+    photo = np.zeros((20, 40, 3), dtype=np.uint8)
+    groups = compare_models(photo, label_set, entries, cache, max_side=64).group_disagreement()
+    # On the left half the encoders tie (square, background): background, the smaller label, wins.
+    assert groups.classics == ["unet", "segnet"] and groups.encoders == ["r34", "effb0"]
+    assert groups.share == pytest.approx(0.5)
+    assert groups.top_pairs == [("square", "background", pytest.approx(0.5))]
+    assert groups.image.shape == (20, 40, 3)
+    left, right = groups.image[10, 5].astype(int), groups.image[10, 35].astype(int)
+    assert np.abs(left - np.array(GROUP_DISAGREEMENT_COLOUR)).max() < 30 and len(set(right.tolist())) == 1
+
+    # One group alone has nothing to be compared with.
+    label_set, entries, cache = fake_entries(tmp_path, {"unet": "left-square", "segnet": "zeros"})
+    assert compare_models(photo, label_set, entries, cache, max_side=64).group_disagreement() is None
+
+
 def test_working_image_downscales_to_the_training_scale_or_max_side() -> None:
     image = np.zeros((30, 40, 3), np.uint8)
     assert working_image(image, 1024).shape == (30, 40, 3)
@@ -717,10 +756,11 @@ def test_slider_and_per_class_handlers_reuse_the_comparison(tmp_path: Path) -> N
 
     *_, key = compare(str(tmp_path / "photo.png"), "shapes", ["a", "b"], 0.5, str(tmp_path / "truth.png"), 0.5)
     runs = {name: len(model.seen) for name, model in models.items()}
-    choice, (before, after), class_box, plot = views(key, None, 1.0, 0.5)
+    choice, (before, after), class_box, plot, groups_box, _, _ = views(key, None, 1.0, 0.5)
     assert choice["choices"] == [("a", "a"), ("b", "b")] and choice["value"] == "a"
     assert before.shape == after.shape == (40, 60, 3) and tuple(after[20, 10]) == tuple(PALETTE[1])
     assert class_box["visible"] is True
+    assert groups_box["visible"] is False  # both are classics (unet): no second group
     assert [list(row) for row in plot.data[0].z] == [[100.0, 100.0, None], [50.0, 0.0, None]]
     assert tuple(show_slider(key, "b", 1.0, 0.5)[1][20, 10]) == tuple(PALETTE[0])  # another model
     assert (show_slider(key, "b", 0.0, 0.5)[1] == 0).all()  # another opacity: the black photo
@@ -735,10 +775,27 @@ def test_slider_and_per_class_handlers_reuse_the_comparison(tmp_path: Path) -> N
 
     # Without a ground truth the per-class view stays hidden; the user's pick is kept if it ran.
     *_, key = compare(str(tmp_path / "photo.png"), "shapes", ["b"], 0.5, None, 0.5)
-    choice, _, class_box, _ = views(key, "a", 0.5, 0.5)
+    choice, _, class_box, *_ = views(key, "a", 0.5, 0.5)
     assert choice["value"] == "b" and class_box["visible"] is False
     assert views(key, "b", 0.5, 0.5)[0]["value"] == "b"
     assert class_iou(key).empty
+
+
+def test_compare_tab_shows_the_classics_against_the_encoder_models(tmp_path: Path) -> None:
+    """With a classic (unet) and an encoder model (unet_resnet34) the tab shows the map and says
+    where they differ, from the stored comparison."""
+    models = {"unet": LabelModel("left-square"), "unet_resnet34": LabelModel("zeros")}
+    for name in models:
+        save_checkpoint(tmp_path / "checkpoints" / "shapes" / name, models[name], shapes_config(name))
+    cache = ModelCache(device="cpu", loader=lambda directory, device: (models[directory.name], {}))
+    handlers = CompareHandlers(AppContext(checkpoints=tmp_path / "checkpoints", cache=cache, max_side=None))
+    Image.fromarray(np.zeros((40, 60, 3), np.uint8)).save(tmp_path / "photo.png")
+    *_, key = handlers.compare(str(tmp_path / "photo.png"), "shapes", ["unet", "unet_resnet34"], 0.5, None, 0.5)
+    *_, groups_box, image, text = handlers.comparison_views(key, None, 1.0, 0.5)
+    assert groups_box["visible"] is True and image.shape == (40, 60, 3)
+    assert "The classics (unet) and the encoder models (unet_resnet34)" in text
+    assert "differ on **50.0%** of the pixels" in text
+    assert "*square* where the encoder models say *background* (50.0%)" in text
 
 
 # ---------------------------------------------------------------------------- the running server

@@ -52,6 +52,7 @@ class ModelEntry:
     directory: Path
     config: dict[str, Any]
     family: str = ""
+    classic: bool = False  # ModelSpec.classic: one of the 2015 classics, not an encoder model
     # An instance model in a label set of more classes: its classes' indices in the label set.
     label_set_indices: list[int] | None = None
 
@@ -252,7 +253,12 @@ def _read_entry(directory: Path) -> ModelEntry:
         raise CheckpointError(f"{directory / CONFIG_FILE}: {exc}") from None
     config.setdefault("task", spec.task)
     return ModelEntry(
-        dataset=directory.parent.name, key=directory.name, directory=directory, config=config, family=spec.family
+        dataset=directory.parent.name,
+        key=directory.name,
+        directory=directory,
+        config=config,
+        family=spec.family,
+        classic=spec.classic,
     )
 
 

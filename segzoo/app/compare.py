@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 
 # Disagreement colours by number of distinct labels at a pixel: 2, 3, 4 or more.
 DISAGREEMENT_COLOURS = ((255, 214, 0), (255, 120, 0), (220, 20, 60))
+# Where the classics' majority label differs from the encoder models'.
+GROUP_DISAGREEMENT_COLOUR = (200, 0, 200)
 
 
 @dataclass
@@ -58,6 +60,19 @@ class ModelOutput:
     class_iou: dict[str, float] | None = None  # the same, per class name; NaN where undefined
     runtime: str = "torch"  # or "onnxruntime": what ran it
     error: str | None = None
+
+
+@dataclass(frozen=True)
+class GroupDisagreement:
+    """Where the classics (``ModelSpec.classic``) and the encoder models part ways: at each
+    pixel each group votes (the label most of its models give) and the votes differ."""
+
+    image: np.ndarray  # the photo faded to grey, differing pixels in GROUP_DISAGREEMENT_COLOUR
+    share: float  # of the photo's pixels
+    classics: list[str]  # the models of each group, as the UI names them
+    encoders: list[str]
+    # The most frequent (classics' class, encoder models' class, share of the photo's pixels).
+    top_pairs: list[tuple[str, str, float]]
 
 
 @dataclass
@@ -103,6 +118,33 @@ class Comparison:
             return None
         counts = distinct_label_counts(maps)
         return render_disagreement(self.image, counts), float((counts > 1).mean())
+
+    def group_disagreement(self, top: int = 3) -> GroupDisagreement | None:
+        """Where the classics' majority label differs from the encoder models'; ``None``
+        unless both groups have a semantic model in the comparison."""
+        classics = [o for o in self.semantic() if o.entry.classic]
+        encoders = [o for o in self.semantic() if not o.entry.classic]
+        if not classics or not encoders:
+            return None
+        classic_votes = majority_labels([self.full_size_labels(o) for o in classics])
+        encoder_votes = majority_labels([self.full_size_labels(o) for o in encoders])
+        differ = classic_votes != encoder_votes
+        names = self.label_set.class_names
+        n = max(len(names), int(classic_votes.max()) + 1, int(encoder_votes.max()) + 1)
+        pairs = np.bincount(classic_votes[differ].astype(np.int64) * n + encoder_votes[differ], minlength=n * n)
+        top_pairs = [
+            (_class_name(names, int(code) // n), _class_name(names, int(code) % n), float(pairs[code] / differ.size))
+            for code in np.argsort(pairs, kind="stable")[::-1][:top]
+            if pairs[code]
+        ]
+        image = render_mask(self.image, differ, GROUP_DISAGREEMENT_COLOUR)
+        return GroupDisagreement(
+            image,
+            float(differ.mean()),
+            [o.entry.label for o in classics],
+            [o.entry.label for o in encoders],
+            top_pairs,
+        )
 
     def table(self) -> pd.DataFrame:
         rows = []
@@ -392,11 +434,43 @@ def distinct_label_counts(label_maps: Sequence[np.ndarray]) -> np.ndarray:
     return (1 + (np.diff(stacked, axis=0) != 0).sum(axis=0)).astype(np.uint8)
 
 
+def majority_labels(label_maps: Sequence[np.ndarray]) -> np.ndarray:
+    """Per pixel, the label most of the maps give; a tie goes to the smallest label."""
+    stacked = np.stack(label_maps)
+    votes = np.zeros(stacked.shape[1:], dtype=stacked.dtype)
+    most = np.zeros(stacked.shape[1:], dtype=np.int64)
+    for label in np.unique(stacked):  # ascending, and only a strictly larger count wins
+        count = (stacked == label).sum(axis=0)
+        more = count > most
+        votes[more] = label
+        most[more] = count[more]
+    return votes
+
+
+def _faded(image: np.ndarray) -> np.ndarray:
+    """The photo as a light grey background (float32 RGB) for a map drawn over it."""
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    return np.repeat((96 + 0.5 * grey)[..., None], 3, axis=2)
+
+
+def _paint(out: np.ndarray, where: np.ndarray, colour: tuple[int, int, int]) -> None:
+    out[where] = 0.15 * out[where] + 0.85 * np.asarray(colour, dtype=np.float32)
+
+
 def render_disagreement(image: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """Faded grey photo; disagreeing pixels in yellow (2 labels), orange (3), red (4+)."""
-    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    out = np.repeat((96 + 0.5 * grey)[..., None], 3, axis=2)
+    out = _faded(image)
     for i, colour in enumerate(DISAGREEMENT_COLOURS):
-        where = counts == i + 2 if i < len(DISAGREEMENT_COLOURS) - 1 else counts >= i + 2
-        out[where] = 0.15 * out[where] + 0.85 * np.asarray(colour, dtype=np.float32)
+        _paint(out, counts == i + 2 if i < len(DISAGREEMENT_COLOURS) - 1 else counts >= i + 2, colour)
     return out.round().clip(0, 255).astype(np.uint8)
+
+
+def render_mask(image: np.ndarray, where: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
+    """Faded grey photo with the pixels of ``where`` in ``colour``."""
+    out = _faded(image)
+    _paint(out, where, colour)
+    return out.round().clip(0, 255).astype(np.uint8)
+
+
+def _class_name(names: Sequence[str], index: int) -> str:
+    return names[index] if index < len(names) else f"class {index}"

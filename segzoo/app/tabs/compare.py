@@ -20,8 +20,10 @@ import plotly.graph_objects as go
 
 from segzoo.app.catalog import Catalog, LabelSet
 from segzoo.app.compare import (
+    GROUP_DISAGREEMENT_COLOUR,
     TABLE_COLUMNS,
     Comparison,
+    GroupDisagreement,
     ModelOutput,
     compare_models,
     read_ground_truth,
@@ -146,6 +148,24 @@ def find_examples(examples_dir: Path | None, catalog: Catalog) -> list[list[Any]
         else:
             unmatched.append([str(photo), datasets[0] if datasets else None, None])
     return matched or unmatched
+
+
+def group_disagreement_text(groups: GroupDisagreement) -> str:
+    """What the classics-against-encoder-models map shows, in words."""
+    r, g, b = GROUP_DISAGREEMENT_COLOUR
+    lines = [
+        f"**Classics against encoder models.** The classics ({html.escape(', '.join(groups.classics))}) "
+        f"and the encoder models ({html.escape(', '.join(groups.encoders))}) each vote at every pixel for "
+        f"the label most of their models give; the two votes differ on **{100 * groups.share:.1f}%** of "
+        f'the pixels (<span style="color: rgb({r},{g},{b})">■</span> below).'
+    ]
+    if groups.top_pairs:
+        pairs = "; ".join(
+            f"*{html.escape(c)}* where the encoder models say *{html.escape(e)}* ({100 * share:.1f}%)"
+            for c, e, share in groups.top_pairs
+        )
+        lines.append(f"Most often the classics say {pairs}.")
+    return " ".join(lines)
 
 
 def _status(comparison: Comparison, work_shape: tuple[int, int] | None, disagreement: float | None) -> str:
@@ -340,13 +360,17 @@ class CompareHandlers:
         from the stored comparison (no model runs)."""
         comparison = self.comparisons.get(key)
         if comparison is None:
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            return (gr.skip(),) * 7
         choice = slider_choice(comparison, choice)
+        groups = comparison.group_disagreement()
         return (
             gr.update(choices=slider_choices(comparison), value=choice),
             slider_images(comparison, choice, float(opacity), float(score_threshold)),
             gr.update(visible=bool(comparison.scored())),  # only with a ground truth
             class_iou_figure(comparison),
+            gr.update(visible=groups is not None),  # only with classics and encoder models
+            groups.image if groups else None,
+            group_disagreement_text(groups) if groups else "",
         )
 
     def show_slider(self, key: str | None, choice: str | None, opacity: float, score_threshold: float) -> Any:
@@ -515,6 +539,14 @@ def build_compare_tab(handlers: CompareHandlers) -> list[gr.components.Component
                     '<span class="swatch" style="background: rgb(220,20,60)"></span>4 or more'
                     "; grey: all agree.</div>"
                 )
+                with gr.Column(visible=False, elem_id="classics-vs-encoders") as groups_box:
+                    groups_text = gr.Markdown(elem_id="classics-vs-encoders-text")
+                    groups_image = gr.Image(
+                        label="Classics against encoder models: where the two groups' majority labels differ",
+                        format="png",
+                        interactive=False,
+                        elem_id="classics-vs-encoders-map",
+                    )
                 comparison = gr.State(time_to_live=COMPARISON_TTL_SECONDS)  # a ComparisonStore key
 
     compared = run.click(
@@ -531,7 +563,7 @@ def build_compare_tab(handlers: CompareHandlers) -> list[gr.components.Component
     compared.success(
         handlers.comparison_views,
         slider_inputs,
-        [slider_model, before_after, class_iou_box, class_iou_plot],
+        [slider_model, before_after, class_iou_box, class_iou_plot, groups_box, groups_image, groups_text],
         show_progress="hidden",
         **PRIVATE_EVENT,
     )

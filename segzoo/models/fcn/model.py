@@ -81,6 +81,7 @@ class FCN8s(nn.Module):
     description="FCN-8s on VGG16: scores from stride-32, -16 and -8 features fused by 2x/2x/8x up-sampling",
     paper="Long, Shelhamer, Darrell, Fully Convolutional Networks, CVPR 2015 (arXiv:1411.4038)",
     params=20_560_484,
+    classic=True,
 )
 def build_fcn8s(
     num_classes: int,

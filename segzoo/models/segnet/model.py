@@ -117,6 +117,7 @@ class SegNet(nn.Module):
     description="VGG16 13-conv encoder; decoder up-samples with the encoder's max-pool indices (MaxUnpool2d)",
     paper="Badrinarayanan, Kendall, Cipolla, SegNet, TPAMI 2017 (arXiv:1511.00561)",
     params=29_441_996,
+    classic=True,
 )
 def build_segnet(
     num_classes: int,

@@ -69,6 +69,7 @@ class UNet(nn.Module):
     description="Classic UNet from scratch: 4 levels, 64->1024 channels, transposed-conv up-sampling",
     paper="Ronneberger et al., U-Net, MICCAI 2015 (arXiv:1505.04597)",
     params=31_038_348,
+    classic=True,
 )
 def build_unet(
     num_classes: int,
