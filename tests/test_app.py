@@ -496,27 +496,34 @@ def test_distinct_label_counts() -> None:
     assert distinct_label_counts([a, b, c]).tolist() == [[1, 2, 3]]
 
 
-def test_majority_labels_ties_go_to_the_smallest_label() -> None:
+def test_majority_labels_ties_go_to_the_earliest_map() -> None:
     a = np.array([[0, 1, 2, 2]])
     b = np.array([[0, 1, 1, 2]])
     c = np.array([[3, 2, 0, 1]])
-    assert majority_labels([a, b, c]).tolist() == [[0, 1, 0, 2]]
-    assert majority_labels([a, c]).tolist() == [[0, 1, 0, 1]]  # every pixel a tie
+    assert majority_labels([a, b, c]).tolist() == [[0, 1, 2, 2]]  # 2 and 1 tie at [0, 2]: a's 2
+    assert majority_labels([c, a, b]).tolist() == [[0, 1, 0, 2]]  # c first: its 0 wins that tie
+    assert majority_labels([c, a]).tolist() == c.tolist()  # every pixel a tie or agreement
 
 
 def test_classics_against_encoder_models_map(tmp_path: Path) -> None:
     """Each group votes per pixel; the map marks where the votes differ and names the pairs."""
-    rules = {"unet": "left-square", "segnet": "left-square", "r34": "zeros", "effb0": "left-square"}
+    rules = {"unet": "left-square", "segnet": "left-square", "effb0": "left-square", "r34": "zeros"}
     label_set, entries, cache = fake_entries(tmp_path, rules, classics={"unet", "segnet"})
+    for entry, miou in zip(entries, [0.5, 0.6, 0.4, 0.7]):
+        write_metrics(entry.directory, miou)
     photo = np.zeros((20, 40, 3), dtype=np.uint8)
-    groups = compare_models(photo, label_set, entries, cache, max_side=64).group_disagreement()
-    # On the left half the encoders tie (square, background): background, the smaller label, wins.
-    assert groups.classics == ["unet", "segnet"] and groups.encoders == ["r34", "effb0"]
+    comparison = compare_models(photo, label_set, entries, cache, max_side=64)
+    groups = comparison.group_disagreement()
+    # On the left half the encoders tie (square, background): r34, the better one, says background.
+    assert groups.classics == ["segnet", "unet"] and groups.encoders == ["r34", "effb0"]
     assert groups.share == pytest.approx(0.5)
     assert groups.top_pairs == [("square", "background", pytest.approx(0.5))]
     assert groups.image.shape == (20, 40, 3)
     left, right = groups.image[10, 5].astype(int), groups.image[10, 35].astype(int)
     assert np.abs(left - np.array(GROUP_DISAGREEMENT_COLOUR)).max() < 30 and len(set(right.tolist())) == 1
+    write_metrics(entries[2].directory, 0.8)  # now effb0 is the better encoder model: it says square
+    groups = comparison.group_disagreement()
+    assert groups.encoders == ["effb0", "r34"] and groups.share == 0 and groups.top_pairs == []
 
     # One group alone has nothing to be compared with.
     label_set, entries, cache = fake_entries(tmp_path, {"unet": "left-square", "segnet": "zeros"})

@@ -65,11 +65,12 @@ class ModelOutput:
 @dataclass(frozen=True)
 class GroupDisagreement:
     """Where the classics (``ModelSpec.classic``) and the encoder models part ways: at each
-    pixel each group votes (the label most of its models give) and the votes differ."""
+    pixel each group votes (the label most of its models give; on a tie, its model with the
+    best test mIoU decides) and the votes differ."""
 
     image: np.ndarray  # the photo faded to grey, differing pixels in GROUP_DISAGREEMENT_COLOUR
     share: float  # of the photo's pixels
-    classics: list[str]  # the models of each group, as the UI names them
+    classics: list[str]  # the models of each group, as the UI names them, best test mIoU first
     encoders: list[str]
     # The most frequent (classics' class, encoder models' class, share of the photo's pixels).
     top_pairs: list[tuple[str, str, float]]
@@ -122,8 +123,10 @@ class Comparison:
     def group_disagreement(self, top: int = 3) -> GroupDisagreement | None:
         """Where the classics' majority label differs from the encoder models'; ``None``
         unless both groups have a semantic model in the comparison."""
-        classics = [o for o in self.semantic() if o.entry.classic]
-        encoders = [o for o in self.semantic() if not o.entry.classic]
+        # Best test mIoU first (untested last): within a group, a tie goes to the better model.
+        ranked = sorted(self.semantic(), key=lambda o: -np.nan_to_num(o.entry.test_miou(), nan=-1.0))
+        classics = [o for o in ranked if o.entry.classic]
+        encoders = [o for o in ranked if not o.entry.classic]
         if not classics or not encoders:
             return None
         classic_votes = majority_labels([self.full_size_labels(o) for o in classics])
@@ -435,16 +438,12 @@ def distinct_label_counts(label_maps: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def majority_labels(label_maps: Sequence[np.ndarray]) -> np.ndarray:
-    """Per pixel, the label most of the maps give; a tie goes to the smallest label."""
+    """Per pixel, the label most of the maps give; a tie goes to the earliest map's label
+    among the tied (pass the maps best first)."""
     stacked = np.stack(label_maps)
-    votes = np.zeros(stacked.shape[1:], dtype=stacked.dtype)
-    most = np.zeros(stacked.shape[1:], dtype=np.int64)
-    for label in np.unique(stacked):  # ascending, and only a strictly larger count wins
-        count = (stacked == label).sum(axis=0)
-        more = count > most
-        votes[more] = label
-        most[more] = count[more]
-    return votes
+    support = np.stack([(stacked == labels).sum(axis=0) for labels in stacked])  # maps agreeing with each
+    earliest_best = support.argmax(axis=0)  # argmax takes the first of equal counts
+    return np.take_along_axis(stacked, earliest_best[None], axis=0)[0]
 
 
 def _faded(image: np.ndarray) -> np.ndarray:

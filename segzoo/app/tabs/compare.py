@@ -156,8 +156,9 @@ def group_disagreement_text(groups: GroupDisagreement) -> str:
     lines = [
         f"**Classics against encoder models.** The classics ({html.escape(', '.join(groups.classics))}) "
         f"and the encoder models ({html.escape(', '.join(groups.encoders))}) each vote at every pixel for "
-        f"the label most of their models give; the two votes differ on **{100 * groups.share:.1f}%** of "
-        f'the pixels (<span style="color: rgb({r},{g},{b})">■</span> below).'
+        "the label most of their models give (on a tie, the one with the best test mIoU decides); the two "
+        f"votes differ on **{100 * groups.share:.1f}%** of the pixels "
+        f'(<span style="color: rgb({r},{g},{b})">■</span> below).'
     ]
     if groups.top_pairs:
         pairs = "; ".join(
