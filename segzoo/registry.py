@@ -96,7 +96,8 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def list_models(task: Task | None = None) -> list[dict[str, Any]]:
-    """Name, family, task, description, paper and parameter count at 12 classes."""
+    """Name, family, task, description, paper, parameter count at 12 classes, and whether it
+    is one of the classics."""
     return [
         {
             "name": spec.name,
@@ -105,6 +106,7 @@ def list_models(task: Task | None = None) -> list[dict[str, Any]]:
             "description": spec.description,
             "paper": spec.paper,
             "params": spec.params,
+            "classic": spec.classic,
         }
         for spec in map(get_spec, model_names(task))
     ]

@@ -31,6 +31,8 @@ def test_registry_lists_every_required_model() -> None:
     assert EXPECTED <= {r["name"] for r in rows}
     for r in rows:
         assert r["family"] and r["description"] and r["paper"] and r["params"] > 0
+    # The Compare tab's classics-against-encoder-models map groups by this flag.
+    assert {r["name"] for r in rows if r["classic"]} == {"unet", "unet_vgg16", "segnet", "fcn8s"}
 
 
 def test_unknown_model_error_lists_valid_names() -> None:
