@@ -86,7 +86,7 @@ CAMVID_EPOCHS = {
     # sized to finish in one 3-hour session (about 2.2 h): 3.0 (unet), 3.7 (segnet), 5.9
     # (unet_vgg16) and 6.6 (fcn8s) training images/s measured in bf16 on the 2-core AMD EPYC
     # (batch 8, training paused), over 0.85 for data and optimiser overhead, plus their bf16
-    # validation passes (benchmarks/cpu.json latencies).
+    # validation passes (benchmarks/cpu_epyc_zen4.json latencies).
     # The scratch UNet is sized like SegNet rather than for one session: unet_vgg16, which
     # learns faster from scratch, had 41.4 EMA val mIoU after 45 epochs and 55.0 after 90 (test
     # 46.6), and CamVid's test frames score about 8-10 points under val, so 50 epochs would miss
