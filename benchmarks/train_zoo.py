@@ -5,8 +5,9 @@
 
 Every model of a data set gets the same recipe (crop policy, loss, optimiser, schedule
 shape, weight average, seed); only the epoch count follows a per-model time budget on the
-2-core CPU the zoo is trained on (CAMVID_EPOCHS with native bf16, CAMVID_EPOCHS_FLOAT32
-without; a resumed run keeps the epochs it started with), PSPNet trains at output stride
+2-core CPU the zoo is trained on (CAMVID_EPOCHS where bf16 pays, CAMVID_EPOCHS_FLOAT32
+where segzoo.devices picks float32; --epochs overrides both, a resumed run keeps the epochs
+it started with; --precision and --channels-last force the recipe), PSPNet trains at output stride
 16 instead of its paper's 8 to get 2.5 times the epochs in its budget (CAMVID_MODEL_KWARGS),
 and the from-scratch classics train on smaller crops (CAMVID_MODEL_RECIPE).
 Each model trains with `segzoo train` into runs/<dataset>/<model> (best epoch on val); when
@@ -47,7 +48,7 @@ import segzoo
 from segzoo.app.tables import served_by
 from segzoo.data import dataset_entry
 from segzoo.data.camvid_instances import CAMVID_THINGS
-from segzoo.devices import PRECISION_NAMES, compute_recipe, device_name
+from segzoo.devices import CHANNELS_LAST_CHOICES, PRECISION_NAMES, PRECISIONS, compute_recipe, device_name
 
 # (segzoo data set, folder under --data, extra `segzoo train` options, models)
 PLAN: list[tuple[str, str, list[str], list[str]]] = [
@@ -396,6 +397,15 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, help="override the per-data-set default")
     parser.add_argument("--interim", action="store_true", help="reduced-resolution CPU recipe")
     parser.add_argument("--force", action="store_true", help="retrain models that have metrics")
+    parser.add_argument(
+        "--precision", choices=PRECISIONS, default="auto", help="passed to `segzoo train` (default: auto)"
+    )
+    parser.add_argument(
+        "--channels-last",
+        choices=CHANNELS_LAST_CHOICES,
+        default="auto",
+        help="passed to `segzoo train` (default: auto)",
+    )
     parser.add_argument("--comparison", type=Path, metavar="JSON", help="also write the models side by side here")
     parser.add_argument(
         "--readme-only",
@@ -409,12 +419,13 @@ def main() -> int:
         update_readme(args.readme, args.leaderboard / "leaderboard.csv", args.checkpoints)
         return 0
 
-    compute = compute_recipe()
+    compute = compute_recipe(precision=args.precision, channels_last=args.channels_last)
     float32_cpu = compute.device.type == "cpu" and compute.precision == "32-true"
-    if float32_cpu:
+    if float32_cpu and args.precision == "auto":
         print(
-            f"note: {device_name(compute.device)} has no native bf16, so training runs in float32, several times "
-            "slower than with bf16; new CamVid and camvid_instances runs take the epochs sized for such a CPU "
+            f"note: on {device_name(compute.device)} bf16 does not pay (no native bf16, or slower than float32 in "
+            "segzoo.devices' probe), so training runs in float32, slower than on a CPU where bf16 pays; "
+            "new CamVid and camvid_instances runs take the epochs sized for such a CPU "
             "(CAMVID_EPOCHS_FLOAT32, INSTANCE_EPOCHS_FLOAT32: fewer), a resumed run keeps its own; "
             "each epoch line says how long its run has left",
             flush=True,
@@ -446,6 +457,7 @@ def main() -> int:
                  "--data-root", str(args.data / folder), "--out", str(run_dir), "--no-progress",
                  "--resume" if args.resume else "--overwrite", *options, *recipe,
                  *(["--model-kwargs", kwargs] if kwargs else []),
+                 "--precision", args.precision, "--channels-last", args.channels_last,
                  *(["--epochs", str(epochs)] if epochs else [])]
             )  # fmt: skip
             ship(run_dir, out)

@@ -4,10 +4,15 @@ One place decides, for training, validation, ``segzoo predict``, ``segzoo evalua
 app alike, which precision and memory format a device gets:
 
 * a CPU with native bf16 instructions (``avx512_bf16`` or AMX: AMD Zen 4 and later, Intel
-  Cooper Lake / Sapphire Rapids and later): bf16 autocast and channels-last. On this
-  project's 2-core Zen 5 a training step is about 10x faster than float32
-  (``benchmarks/bench_cpu.py``);
-* any other CPU: float32 (bf16 there is emulated and many times slower);
+  Cooper Lake / Sapphire Rapids and later): bf16 autocast and channels-last, when bf16 pays.
+  On the project's 2-core Zen 4 and AMX Xeons a training step is 2-6x faster than float32
+  eager (``benchmarks/bench_cpu.py``); on a 2-core Intel Xeon VM that reports ``avx512_bf16``
+  but no AMX, bf16 was slower than float32 in every model. So the flags only say that bf16
+  *may* pay: a short probe (:func:`cpu_layout_timings`, once per machine, cached) times a
+  small convolution stack in float32, float32 channels-last and bf16 channels-last, and the
+  fastest wins;
+* any other CPU: float32 (bf16 there is emulated and many times slower), channels-last when
+  the probe finds it faster;
 * a CUDA GPU: bf16 autocast where the GPU supports it, else float16, and channels-last.
 
 For serving (the app, the leaderboard's served latency), :func:`resolve_runtime` adds which
@@ -15,18 +20,25 @@ runtime runs a semantic model: onnxruntime on a CPU whose recipe is float32, whe
 beat PyTorch's eager float32, and PyTorch wherever a bf16 or GPU recipe is faster still.
 
 ``auto`` picks the recipe; every part of it can be forced (``--precision 32-true``,
-``--channels-last off``). ``SEGZOO_CPU_BF16=0`` (or ``1``) overrides the CPU detection, so
-the float32 fallback of a CPU without bf16 can be exercised on any machine.
+``--channels-last off``). ``SEGZOO_CPU_BF16=0`` (or ``1``) overrides the CPU detection and
+the probe (float32 NCHW, or bf16 channels-last), so the float32 fallback of a CPU without
+bf16 can be exercised on any machine; ``SEGZOO_CPU_PROBE=0`` skips the probe and trusts the
+flags alone.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import ctypes
 import functools
+import hashlib
+import json
 import os
 import platform
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -49,16 +61,132 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4
 MMAP_THRESHOLD_BYTES = 1 << 20
 
 
-def cpu_has_native_bf16() -> bool:
-    """True when the CPU computes bf16 in hardware (``avx512_bf16`` or AMX tiles)."""
+def _forced_cpu_bf16() -> bool | None:
+    """``SEGZOO_CPU_BF16``: True or False when set, None when the hardware decides."""
     forced = os.environ.get("SEGZOO_CPU_BF16", "").strip().lower()
     if forced in ("0", "false", "no", "off"):
         return False
     if forced in ("1", "true", "yes", "on"):
         return True
+    return None
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU computes bf16 in hardware (``avx512_bf16`` or AMX tiles)."""
+    forced = _forced_cpu_bf16()
+    if forced is not None:
+        return forced
     cpu = getattr(torch, "cpu", None)
     checks = [getattr(cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
     return any(bool(check()) for check in checks if check is not None)
+
+
+# The CPU recipes the probe times, as (precision, channels_last).
+CPU_LAYOUTS = {
+    "float32": ("32-true", False),
+    "float32-channels-last": ("32-true", True),
+    "bf16-channels-last": ("bf16-mixed", True),
+}
+# A reduced-precision or channels-last recipe must beat the plain one by this factor to be
+# chosen, so that a near tie (probe noise) keeps float32's exact results and NCHW layout.
+PROBE_MARGIN = 0.9
+
+
+def _probe_stack() -> nn.Module:
+    """A small stack shaped like the zoo's convolutions: full-resolution 3x3 convolutions at 32
+    and 64 channels (the scratch UNet's, SegNet's, VGG's first stages), strided and 1x1 ones
+    (ResNet's), batch norm and ReLU, run at 1x3x96x128 (about 1.6 GFLOP)."""
+
+    def block(c_in: int, c_out: int, kernel: int = 3, stride: int = 1) -> list[nn.Module]:
+        conv = nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=False)
+        return [conv, nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+
+    torch.manual_seed(0)
+    layers = [*block(3, 32), *block(32, 64), *block(64, 64, stride=2), *block(64, 128, 1), *block(128, 128)]
+    return nn.Sequential(*layers).eval()
+
+
+def _time_cpu_layouts(rounds: int = 4) -> dict[str, float]:
+    """Seconds per forward pass of :func:`_probe_stack` in each of :data:`CPU_LAYOUTS` (only
+    float32 ones without native bf16): the fastest of ``rounds``, after one warm-up pass
+    (oneDNN builds its kernels then). The recipes take turns, so a load that comes and goes
+    on the other cores slows them alike."""
+    model = _probe_stack()
+    x = torch.randn(1, 3, 96, 128)
+    names = [name for name in CPU_LAYOUTS if cpu_has_native_bf16() or not name.startswith("bf16")]
+    runs = {}
+    for name in names:
+        precision, channels_last = CPU_LAYOUTS[name]
+        recipe = ComputeRecipe(torch.device("cpu"), precision, channels_last)
+        runs[name] = (recipe, recipe.prepare_model(copy.deepcopy(model)), recipe.prepare_input(x))
+    best = dict.fromkeys(names, float("inf"))
+    with torch.inference_mode():
+        for round_ in range(rounds + 1):
+            for name, (recipe, net, inputs) in runs.items():
+                start = time.perf_counter()
+                with recipe.autocast():
+                    net(inputs)
+                if round_:  # round 0 warms up
+                    best[name] = min(best[name], time.perf_counter() - start)
+    return best
+
+
+def _probe_cache_file() -> Path:
+    root = os.environ.get("SEGZOO_CACHE") or Path.home() / ".cache" / "segzoo"
+    return Path(root) / "cpu_probe.json"
+
+
+@functools.cache
+def cpu_layout_timings() -> dict[str, float] | None:
+    """What the probe measured on this CPU (seconds per pass, per :data:`CPU_LAYOUTS` name), or
+    None when ``SEGZOO_CPU_PROBE=0``. Kept in ``$SEGZOO_CACHE/cpu_probe.json`` (default
+    ``~/.cache/segzoo``) under a key of the CPU's name and flags, the thread count and the
+    PyTorch version, so each machine probes once (about a second) and later processes agree."""
+    if os.environ.get("SEGZOO_CPU_PROBE", "").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    key = hashlib.sha256(
+        f"{cpu_model_name()}|{cpu_has_native_bf16()}|{torch.get_num_threads()}|{torch.__version__}".encode()
+    ).hexdigest()[:16]
+    path = _probe_cache_file()
+    try:
+        cached = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        cached = {}
+    if not isinstance(cached, dict):
+        cached = {}
+    entry = cached.get(key)
+    if isinstance(entry, dict) and set(entry) >= {"float32", "float32-channels-last"}:
+        return {name: float(seconds) for name, seconds in entry.items()}
+    timings = _time_cpu_layouts()
+    cached[key] = timings
+    with contextlib.suppress(OSError):  # a read-only home: probe again next time
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(cached, indent=1), encoding="utf-8")
+        tmp.replace(path)
+    return timings
+
+
+def cpu_bf16_pays() -> bool:
+    """bf16 autocast for ``auto`` on the CPU: the CPU has native bf16 and the probe finds bf16
+    channels-last faster than both float32 layouts (by :data:`PROBE_MARGIN`). Without the
+    probe (``SEGZOO_CPU_PROBE=0``) native bf16 alone decides; ``SEGZOO_CPU_BF16`` overrides both."""
+    if not cpu_has_native_bf16():
+        return False
+    timings = None if _forced_cpu_bf16() is not None else cpu_layout_timings()
+    if timings is None or "bf16-channels-last" not in timings:
+        return True
+    float32 = min(timings["float32"], timings["float32-channels-last"])
+    return timings["bf16-channels-last"] < PROBE_MARGIN * float32
+
+
+def cpu_float32_channels_last_pays() -> bool:
+    """Channels-last for float32 on the CPU: when the probe finds it faster than NCHW (by
+    :data:`PROBE_MARGIN`). Off without the probe or with ``SEGZOO_CPU_BF16`` set."""
+    timings = None if _forced_cpu_bf16() is not None else cpu_layout_timings()
+    if timings is None:
+        return False
+    return timings["float32-channels-last"] < PROBE_MARGIN * timings["float32"]
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -75,27 +203,30 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 def resolve_precision(precision: str, device_type: str) -> str:
-    """``auto`` -> bf16-mixed on GPUs that support it (else 16-mixed) and on CPUs with
-    native bf16; 32-true on other CPUs. Any other value is returned as given."""
+    """``auto`` -> bf16-mixed on GPUs that support it (else 16-mixed) and on CPUs where bf16
+    pays (:func:`cpu_bf16_pays`); 32-true on other CPUs. Any other value is returned as given."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision != "auto":
         return precision
     if device_type == "cuda":
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-    return "bf16-mixed" if cpu_has_native_bf16() else "32-true"
+    return "bf16-mixed" if cpu_bf16_pays() else "32-true"
 
 
 def resolve_channels_last(channels_last: str | bool, device_type: str, precision: str) -> bool:
     """``auto`` -> on for GPUs and for reduced precision on the CPU (oneDNN's bf16 kernels
-    want NHWC); off for float32 on the CPU."""
+    want NHWC); for float32 on the CPU, on where the probe finds it faster
+    (:func:`cpu_float32_channels_last_pays`)."""
     if isinstance(channels_last, bool):
         return channels_last
     if channels_last not in CHANNELS_LAST_CHOICES:
         raise ValueError(f"channels-last must be one of {CHANNELS_LAST_CHOICES}, got {channels_last!r}")
     if channels_last != "auto":
         return channels_last == "on"
-    return device_type == "cuda" or precision != "32-true"
+    if device_type == "cuda" or precision != "32-true":
+        return True
+    return device_type == "cpu" and cpu_float32_channels_last_pays()
 
 
 @dataclass(frozen=True)

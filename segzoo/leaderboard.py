@@ -15,8 +15,9 @@ published result for the architecture on the same protocol, where one exists
 (:mod:`segzoo.references`). ``gflops`` is 2 x multiply-accumulates / 1e9 for one image (see
 :mod:`segzoo.profiling`); ``latency_ms`` is the median of several batch-1 passes (forward and
 arg-max) at ``input_size`` on ``latency_device`` with ``latency_threads`` threads, the way
-the app serves the model (``latency_precision``: bf16 on CPUs with native bf16;
-``latency_runtime``: onnxruntime where the app serves through it, on CPUs without), and
+the app serves the model (``latency_precision``: bf16 on CPUs where bf16 pays, see
+:mod:`segzoo.devices`; ``latency_runtime``: onnxruntime where the app serves through it, on
+CPUs where it does not), and
 ``latency_ms_float32`` the same in float32 eager. ``train_hours`` is the wall time of the
 whole training (every stage), ``train_cpu_hours`` the CPU time of the training process
 (all threads; empty when not recorded), on ``trained_on``. ``partial`` marks evaluations limited to part of a split

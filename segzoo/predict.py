@@ -400,6 +400,7 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
                    "scale the model was trained at)")  # fmt: skip
     p.add_argument("--alpha", type=float, default=0.5, help="mask opacity in the overlay, 0-1 (default: 0.5)")
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="auto: bf16 on CPUs with native bf16 and on GPUs, else float32 (default: auto)")  # fmt: skip
+                   help="auto: bf16 on GPUs and on CPUs with native bf16 where it is faster, else float32 "
+                   "(default: auto)")  # fmt: skip
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.set_defaults(func=run)

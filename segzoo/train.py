@@ -145,10 +145,12 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
     hw.add_argument("--num-nodes", type=int, default=1, help="number of nodes (default: 1)")
     hw.add_argument("--strategy", default="auto", help="auto, ddp, ddp_spawn, ... (Lightning Fabric strategies)")
     hw.add_argument("--precision", choices=["auto", "32-true", "bf16-mixed", "16-mixed"], default="auto",
-                    help="auto: bf16-mixed on CPUs with native bf16 (avx512_bf16/AMX) and on GPUs that support it "
-                    "(else 16-mixed on GPUs, 32-true on other CPUs)")  # fmt: skip
+                    help="auto: bf16-mixed on CPUs with native bf16 (avx512_bf16/AMX) where it is faster than "
+                    "float32 (segzoo.devices' probe) and on GPUs that support it (else 16-mixed on GPUs, "
+                    "32-true on CPUs)")  # fmt: skip
     hw.add_argument("--channels-last", nargs="?", const="on", choices=["auto", "on", "off"], default="auto",
-                    help="channels-last memory format (auto: on with bf16/fp16 and on GPUs)")  # fmt: skip
+                    help="channels-last memory format (auto: on with bf16/fp16, on GPUs, and for float32 on CPUs "
+                    "where the probe finds it faster)")  # fmt: skip
     hw.add_argument("--compile", action="store_true", help="torch.compile the model")
     hw.add_argument("--backend", choices=["auto", "torchvision", "detectron2"], default="auto",
                     help="Mask R-CNN implementation (instance models only)")  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import platform
 import subprocess
@@ -11,7 +12,8 @@ import sys
 import pytest
 import torch
 
-from segzoo.devices import ComputeRecipe, compute_recipe, resolve_precision, resolve_runtime
+from segzoo import devices
+from segzoo.devices import CPU_LAYOUTS, ComputeRecipe, compute_recipe, resolve_precision, resolve_runtime
 
 CPU_FLOAT32 = ComputeRecipe(torch.device("cpu"), "32-true", channels_last=False)
 CPU_BF16 = ComputeRecipe(torch.device("cpu"), "bf16-mixed", channels_last=True)
@@ -27,6 +29,84 @@ def test_cpu_recipe_follows_native_bf16(
     assert compute_recipe("cpu", "32-true").precision == "32-true"  # forced, whatever the CPU
     with pytest.raises(ValueError, match="precision must be one of"):
         resolve_precision("fp8", "cpu")
+
+
+@pytest.fixture
+def probed_cpu(monkeypatch: pytest.MonkeyPatch, tmp_path):  # noqa: ANN201
+    """A CPU whose probe reports the timings the test sets (``probed_cpu.timings``) and counts
+    how often it ran; the probe's cache goes to ``tmp_path``."""
+
+    class Probe:
+        timings: dict[str, float] = {}
+        native_bf16 = True
+        runs = 0
+
+    def fake_timings() -> dict[str, float]:
+        Probe.runs += 1
+        return {name: t for name, t in Probe.timings.items() if Probe.native_bf16 or not name.startswith("bf16")}
+
+    monkeypatch.delenv("SEGZOO_CPU_BF16", raising=False)
+    monkeypatch.delenv("SEGZOO_CPU_PROBE", raising=False)
+    monkeypatch.setenv("SEGZOO_CACHE", str(tmp_path))
+    monkeypatch.setattr(devices, "_time_cpu_layouts", fake_timings)
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: Probe.native_bf16)
+    devices.cpu_layout_timings.cache_clear()
+    yield Probe
+    devices.cpu_layout_timings.cache_clear()
+
+
+@pytest.mark.parametrize(
+    "native_bf16, float32, channels_last, bf16, expected",
+    [
+        (True, 1.0, 0.6, 0.3, ("bf16-mixed", True)),  # an AMX Xeon or a Zen 4: bf16 wins
+        (True, 1.0, 0.6, 0.58, ("32-true", True)),  # bf16 within the margin: float32's exact results
+        (True, 1.0, 0.6, 0.8, ("32-true", True)),  # a Xeon VM with avx512_bf16 but no AMX: bf16 loses
+        (True, 1.0, 0.95, 1.2, ("32-true", False)),  # channels-last within the margin: NCHW
+        (False, 1.0, 0.6, 0.1, ("32-true", True)),  # no native bf16: bf16 is never timed nor chosen
+        (False, 1.0, 1.3, 0.1, ("32-true", False)),
+    ],
+)
+def test_auto_takes_the_recipe_the_probe_finds_fastest(
+    probed_cpu, native_bf16: bool, float32: float, channels_last: float, bf16: float, expected: tuple[str, bool]
+) -> None:
+    probed_cpu.native_bf16 = native_bf16
+    probed_cpu.timings = {"float32": float32, "float32-channels-last": channels_last, "bf16-channels-last": bf16}
+    recipe = compute_recipe("cpu")
+    assert (recipe.precision, recipe.channels_last) == expected
+    # Forced parts stay forced; a forced float32 still gets the layout the probe chose for it.
+    assert compute_recipe("cpu", "bf16-mixed").channels_last
+    assert compute_recipe("cpu", "32-true", "off").channels_last is False
+    assert compute_recipe("cpu", "32-true").channels_last == (channels_last < devices.PROBE_MARGIN * float32)
+
+
+def test_probe_runs_once_per_machine_and_environment_overrides_it(probed_cpu, monkeypatch, tmp_path) -> None:
+    probed_cpu.timings = {"float32": 1.0, "float32-channels-last": 0.6, "bf16-channels-last": 0.8}
+    assert compute_recipe("cpu").precision == "32-true" and probed_cpu.runs == 1
+    devices.cpu_layout_timings.cache_clear()  # a new process: reads the cache file
+    assert compute_recipe("cpu").precision == "32-true" and probed_cpu.runs == 1
+    (tmp_path / "cpu_probe.json").write_text("{not json")  # a damaged cache: probe again, rewrite it
+    devices.cpu_layout_timings.cache_clear()
+    assert devices.cpu_layout_timings()["bf16-channels-last"] == 0.8 and probed_cpu.runs == 2
+    assert json.loads((tmp_path / "cpu_probe.json").read_text())
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 97)  # another thread count: another key
+    devices.cpu_layout_timings.cache_clear()
+    devices.cpu_layout_timings()
+    assert probed_cpu.runs == 3 and len(json.loads((tmp_path / "cpu_probe.json").read_text())) == 2
+
+    monkeypatch.setenv("SEGZOO_CPU_PROBE", "0")  # the flags alone: native bf16 -> bf16, float32 NCHW
+    devices.cpu_layout_timings.cache_clear()
+    assert compute_recipe("cpu").precision == "bf16-mixed" and not compute_recipe("cpu", "32-true").channels_last
+    monkeypatch.delenv("SEGZOO_CPU_PROBE")
+    monkeypatch.setenv("SEGZOO_CPU_BF16", "1")  # forced: bf16 whatever the probe says
+    assert compute_recipe("cpu").precision == "bf16-mixed"
+    assert probed_cpu.runs == 3
+
+
+def test_the_real_probe_times_every_layout_this_cpu_can_run(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("SEGZOO_CACHE", str(tmp_path))
+    timings = devices._time_cpu_layouts(rounds=1)
+    expected = set(CPU_LAYOUTS) if devices.cpu_has_native_bf16() else {"float32", "float32-channels-last"}
+    assert set(timings) == expected and all(0 < seconds < 60 for seconds in timings.values())
 
 
 def test_runtime_auto_is_onnxruntime_only_for_float32_on_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
