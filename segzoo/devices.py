@@ -297,15 +297,23 @@ def resolve_runtime(runtime: str, recipe: ComputeRecipe) -> str:
 
 @functools.cache
 def cpu_model_name() -> str:
-    """The CPU's marketing name (``/proc/cpuinfo``), or what :mod:`platform` knows."""
+    """The CPU's marketing name (``/proc/cpuinfo``), or what :mod:`platform` knows. Virtual
+    machines often report a generic name (``Intel(R) Xeon(R) Processor`` on CPUs with and
+    without AMX alike), so the family and model numbers follow where cpuinfo has them."""
+    fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                if not line.strip():
+                    break  # the first processor's block is enough
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    if fields.get("cpu family") and fields.get("model"):
+        name += f", family {fields['cpu family']} model {fields['model']}"
+    return name
 
 
 def device_name(device: torch.device | str) -> str:

@@ -8,6 +8,7 @@ import os
 import platform
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -166,3 +167,16 @@ def test_keep_freed_memory_stops_refaulting_freed_blocks() -> None:
     # glibc's default maps each 64 MB block afresh: 16,384 pages faulted in per round.
     assert default_faults > 10 * 16_000
     assert kept_faults < default_faults / 4  # kept blocks are reused: no faults once the heap is grown
+
+
+def test_device_name_tells_apart_cpus_that_share_a_generic_name() -> None:
+    devices.cpu_model_name.cache_clear()
+    name = devices.device_name("cpu")
+    assert name.startswith("CPU ") and f"({torch.get_num_threads()} threads" in name
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8")
+    except OSError:
+        pytest.skip("no /proc/cpuinfo here")
+    if "cpu family" in cpuinfo:  # x86: "Intel(R) Xeon(R) Processor, family 6 model 207"
+        family = next(line for line in cpuinfo.splitlines() if line.startswith("cpu family")).split(":")[1].strip()
+        assert f", family {family} model " in name
