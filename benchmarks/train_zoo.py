@@ -241,7 +241,7 @@ def update_readme(readme: Path, leaderboard: Path, checkpoints: Path) -> None:
             f"Trained on: {'; '.join(machines)}. Hours: the summed wall time of the training epochs, every "
             "stage (pauses between sessions left out; epochs slowed by other work on the cores counted as they "
             "ran). Core-hours: the training process's CPU time, all threads. Precision: bf16 autocast on a CPU "
-            "with native bf16, float32 on one without.",
+            "where bf16 pays (segzoo.devices), float32 on others.",
         ]
     latency_on = sorted({m for m in frame["latency_device"] if isinstance(m, str) and m})
     if latency_on:
