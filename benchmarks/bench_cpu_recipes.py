@@ -3,7 +3,7 @@
     python benchmarks/bench_cpu_recipes.py                              # every semantic model
     python benchmarks/bench_cpu_recipes.py --models unet fcn8s --train-steps 3
 
-For each model and each recipe of :data:`segzoo.devices.CPU_LAYOUTS` that this CPU can run
+For each model and each recipe of :func:`segzoo.devices.cpu_layout_recipes`
 (float32 NCHW, float32 channels-last and, with native bf16, bf16 autocast channels-last):
 training images/s (a full AdamW step on a batch of random crops, as ``bench_cpu.py`` times
 it) and the latency of one 360x480 photo (forward and arg-max, median of ``--repeats``).
@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 import segzoo
-from segzoo.devices import CPU_LAYOUTS, ComputeRecipe, compute_recipe, cpu_has_native_bf16, cpu_layout_timings
+from segzoo.devices import compute_recipe, cpu_layout_recipes, cpu_layout_timings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_cpu import latency_and_labels, run_header, train_images_per_sec  # noqa: E402
@@ -39,7 +39,7 @@ def main() -> int:
     args = parser.parse_args()
 
     names = args.models or segzoo.model_names(task="semantic")
-    layouts = [name for name in CPU_LAYOUTS if cpu_has_native_bf16() or not name.startswith("bf16")]
+    recipes = cpu_layout_recipes()
     photo = torch.randn(1, 3, 360, 480)
     chosen = compute_recipe("cpu")
     result = {
@@ -53,9 +53,7 @@ def main() -> int:
     print(f"auto: {chosen.describe()}; probe: {result['probe_seconds']}", flush=True)
     for name in names:
         row: dict = {"model": name}
-        for layout in layouts:
-            precision, channels_last = CPU_LAYOUTS[layout]
-            recipe = ComputeRecipe(torch.device("cpu"), precision, channels_last)
+        for layout, recipe in recipes.items():
             if args.train_steps:
                 row[f"train_images_per_sec_{layout}"] = round(
                     train_images_per_sec(name, recipe, tuple(args.crop), args.batch, args.train_steps), 3
@@ -63,8 +61,7 @@ def main() -> int:
             torch.manual_seed(0)
             model = segzoo.create_model(name, num_classes=11).eval()
             row[f"latency_ms_{layout}"] = round(latency_and_labels(model, recipe, [photo], args.repeats)[0], 1)
-        fastest = min(layouts, key=lambda layout: row[f"latency_ms_{layout}"])
-        row["fastest_latency"] = fastest
+        row["fastest_latency"] = min(recipes, key=lambda layout: row[f"latency_ms_{layout}"])
         print(json.dumps(row), flush=True)
         result["models"].append(row)
     args.out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")

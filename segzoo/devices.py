@@ -106,20 +106,28 @@ def _probe_stack() -> nn.Module:
     return nn.Sequential(*layers).eval()
 
 
+def cpu_layout_recipes() -> dict[str, ComputeRecipe]:
+    """The recipes of :data:`CPU_LAYOUTS` worth timing on this CPU: bf16 only with native bf16
+    (emulated, it is many times slower)."""
+    return {
+        name: ComputeRecipe(torch.device("cpu"), precision, channels_last)
+        for name, (precision, channels_last) in CPU_LAYOUTS.items()
+        if precision == "32-true" or cpu_has_native_bf16()
+    }
+
+
 def _time_cpu_layouts(rounds: int = 4) -> dict[str, float]:
-    """Seconds per forward pass of :func:`_probe_stack` in each of :data:`CPU_LAYOUTS` (only
-    float32 ones without native bf16): the fastest of ``rounds``, after one warm-up pass
+    """Seconds per forward pass of :func:`_probe_stack` in each of :func:`cpu_layout_recipes`:
+    the fastest of ``rounds``, after one warm-up pass
     (oneDNN builds its kernels then). The recipes take turns, so a load that comes and goes
     on the other cores slows them alike."""
     model = _probe_stack()
     x = torch.randn(1, 3, 96, 128)
-    names = [name for name in CPU_LAYOUTS if cpu_has_native_bf16() or not name.startswith("bf16")]
-    runs = {}
-    for name in names:
-        precision, channels_last = CPU_LAYOUTS[name]
-        recipe = ComputeRecipe(torch.device("cpu"), precision, channels_last)
-        runs[name] = (recipe, recipe.prepare_model(copy.deepcopy(model)), recipe.prepare_input(x))
-    best = dict.fromkeys(names, float("inf"))
+    runs = {
+        name: (recipe, recipe.prepare_model(copy.deepcopy(model)), recipe.prepare_input(x))
+        for name, recipe in cpu_layout_recipes().items()
+    }
+    best = dict.fromkeys(runs, float("inf"))
     with torch.inference_mode():
         for round_ in range(rounds + 1):
             for name, (recipe, net, inputs) in runs.items():
@@ -131,9 +139,10 @@ def _time_cpu_layouts(rounds: int = 4) -> dict[str, float]:
     return best
 
 
-def _probe_cache_file() -> Path:
-    root = os.environ.get("SEGZOO_CACHE") or Path.home() / ".cache" / "segzoo"
-    return Path(root) / "cpu_probe.json"
+def segzoo_cache_dir() -> Path:
+    """segzoo's cache of machine-made files (the CPU probe, ONNX exports for serving):
+    ``$SEGZOO_CACHE``, default ``~/.cache/segzoo``."""
+    return Path(os.environ.get("SEGZOO_CACHE") or Path.home() / ".cache" / "segzoo")
 
 
 @functools.cache
@@ -147,7 +156,7 @@ def cpu_layout_timings() -> dict[str, float] | None:
     key = hashlib.sha256(
         f"{cpu_model_name()}|{cpu_has_native_bf16()}|{torch.get_num_threads()}|{torch.__version__}".encode()
     ).hexdigest()[:16]
-    path = _probe_cache_file()
+    path = segzoo_cache_dir() / "cpu_probe.json"
     try:
         cached = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -167,13 +176,19 @@ def cpu_layout_timings() -> dict[str, float] | None:
     return timings
 
 
+def _probed_timings() -> dict[str, float] | None:
+    """The probe's timings, or None where ``SEGZOO_CPU_BF16`` or ``SEGZOO_CPU_PROBE=0`` leaves
+    the decision to the flags."""
+    return None if _forced_cpu_bf16() is not None else cpu_layout_timings()
+
+
 def cpu_bf16_pays() -> bool:
     """bf16 autocast for ``auto`` on the CPU: the CPU has native bf16 and the probe finds bf16
     channels-last faster than both float32 layouts (by :data:`PROBE_MARGIN`). Without the
     probe (``SEGZOO_CPU_PROBE=0``) native bf16 alone decides; ``SEGZOO_CPU_BF16`` overrides both."""
     if not cpu_has_native_bf16():
         return False
-    timings = None if _forced_cpu_bf16() is not None else cpu_layout_timings()
+    timings = _probed_timings()
     if timings is None or "bf16-channels-last" not in timings:
         return True
     float32 = min(timings["float32"], timings["float32-channels-last"])
@@ -183,7 +198,7 @@ def cpu_bf16_pays() -> bool:
 def cpu_float32_channels_last_pays() -> bool:
     """Channels-last for float32 on the CPU: when the probe finds it faster than NCHW (by
     :data:`PROBE_MARGIN`). Off without the probe or with ``SEGZOO_CPU_BF16`` set."""
-    timings = None if _forced_cpu_bf16() is not None else cpu_layout_timings()
+    timings = _probed_timings()
     if timings is None:
         return False
     return timings["float32-channels-last"] < PROBE_MARGIN * timings["float32"]

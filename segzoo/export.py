@@ -411,8 +411,9 @@ class OnnxModule(nn.Module):
 def onnx_cache_dir() -> Path:
     """Where exports made for serving are kept: ``$SEGZOO_CACHE/onnx`` (default
     ``~/.cache/segzoo/onnx``)."""
-    root = os.environ.get("SEGZOO_CACHE") or Path.home() / ".cache" / "segzoo"
-    return Path(root) / "onnx"
+    from segzoo.devices import segzoo_cache_dir
+
+    return segzoo_cache_dir() / "onnx"
 
 
 def onnx_cache_path(checkpoint: str | Path, cache_dir: str | Path | None = None) -> Path:
