@@ -107,5 +107,5 @@ def test_the_classics_train_on_their_smaller_crops(train_zoo):
         )
         classic = model in train_zoo.CAMVID_MODEL_RECIPE
         assert args.size == ([128, 192] if classic else [192, 256]), model
-        assert args.val_every == {"unet": 5, "segnet": 5, "fcn8s": 4}.get(model, 3), model
+        assert args.val_every == {"unet": 10, "segnet": 5, "fcn8s": 4}.get(model, 3), model
         assert args.batch_size == 8 and args.loss == "combined"
