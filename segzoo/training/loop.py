@@ -498,7 +498,8 @@ class SemanticRun(EpochRun):
         The average of the weights is not the weights its averaged running statistics were
         measured under; while the weights still move fast (early in a run, or a short run) the
         mismatch costs much: the scratch UNet's CamVid EMA after 42 epochs scored 64.9% val
-        pixel accuracy, 79.4% after this. SWA's remedy (``update_bn``); the batches' augmentation
+        pixel accuracy, 79.4% with statistics re-estimated on 60 training frames. SWA's remedy
+        (``update_bn``); the batches' augmentation
         is seeded per epoch and image, and the random state is restored, so training goes on as
         it would have without it."""
         if self.ema is None:
