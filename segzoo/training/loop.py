@@ -499,9 +499,8 @@ class SemanticRun(EpochRun):
         measured under; while the weights still move fast (early in a run, or a short run) the
         mismatch costs much: the scratch UNet's CamVid EMA after 42 epochs scored 64.9% val
         pixel accuracy, 79.4% with statistics re-estimated on 60 training frames. SWA's remedy
-        (``update_bn``); the batches' augmentation
-        is seeded per epoch and image, and the random state is restored, so training goes on as
-        it would have without it."""
+        (``update_bn``); the batches' augmentation is seeded per epoch and image, and the random
+        state is restored, so training goes on as it would have without it."""
         if self.ema is None:
             return
         from torch.optim.swa_utils import update_bn
