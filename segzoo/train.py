@@ -111,8 +111,7 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         default=0.0,
         metavar="DECAY",
-        help="validate and save an exponential moving average of the weights, e.g. 0.999, its batch-norm "
-        "statistics re-estimated on training batches first (default: off)",
+        help="validate and save an exponential moving average of the weights, e.g. 0.999 (default: off)",
     )
     opt.add_argument("--val-every", type=int, default=1, metavar="N",
                      help="validate every N epochs and after the last one (default: 1)")  # fmt: skip

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import segzoo
-from segzoo.checkpoint import load_weights, save_checkpoint
+from segzoo.checkpoint import save_checkpoint
 from segzoo.cli import main
 from segzoo.evaluate import evaluate_checkpoint, file_sha256
 from segzoo.training import HISTORY_COLUMNS, TIMING_COLUMNS, TrainConfig, fit, read_history
@@ -132,28 +132,6 @@ def test_same_seed_same_history_whatever_the_data_path(data, tmp_path) -> None:
     a, b, c = (without_timing(read_history(tmp_path / n)) for n in "abc")
     assert a == b
     assert a != c
-
-
-def test_weight_average_is_validated_with_its_own_batch_norm_statistics(data, tmp_path) -> None:
-    """Before the weight average is validated and saved, its batch-norm statistics are
-    re-estimated on training batches: the saved checkpoint scores exactly what was recorded,
-    and the training itself goes on as without an average (same losses, same random state)."""
-    base = dict(model="unet", model_kwargs={"base_channels": 8}, dataset="folder", data_root=str(data),
-                size=(40, 40), epochs=3, batch_size=2, lr=1e-2, progress=False)  # fmt: skip
-    fit(TrainConfig(**base, out=str(tmp_path / "ema"), ema_decay=0.9))
-    fit(TrainConfig(**base, out=str(tmp_path / "raw")))
-    with_ema, without = read_history(tmp_path / "ema"), read_history(tmp_path / "raw")
-    assert [r["train_loss"] for r in with_ema] == [r["train_loss"] for r in without]
-    assert [r["val_miou"] for r in with_ema] != [r["val_miou"] for r in without]
-    config = json.loads((tmp_path / "ema" / "config.json").read_text())["training"]
-    assert config["ema_bn_recalibration_batches"] > 0
-    # Re-estimated on the last epoch's 4 batches (8 images, batch 2), not carried over from the
-    # trained weights' 12 batches of running statistics.
-    saved = load_weights(tmp_path / "ema" / "model.safetensors")
-    tracked = {int(v) for k, v in saved.items() if k.endswith("num_batches_tracked")}
-    assert tracked == {4}
-    metrics = evaluate_checkpoint(tmp_path / "ema", split="val", progress=False, precision=config["val_precision"])
-    assert metrics["miou"] == pytest.approx(config["best_val_miou"], abs=1e-9)
 
 
 def test_early_stopping(data, tmp_path) -> None:

@@ -10,7 +10,6 @@ exactly the saved model's.
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
 import time
@@ -55,9 +54,6 @@ from segzoo.version import __version__
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULERS = ("poly", "cosine", "none")
-# Training batches the weight average's batch-norm statistics are re-estimated on before it is
-# validated (and saved): 160 crops at batch 8, about a third of a CamVid epoch, forward only.
-BN_RECALIBRATION_BATCHES = 20
 
 
 @dataclass
@@ -492,38 +488,11 @@ class SemanticRun(EpochRun):
         row["stage"] = self.stage
         return row
 
-    def _recalibrate_weight_average(self) -> None:
-        """Re-estimate the weight average's batch-norm statistics on this epoch's training batches.
-
-        The average of the weights is not the weights its averaged running statistics were
-        measured under; while the weights still move fast (early in a run, or a short run) the
-        mismatch costs much: the scratch UNet's CamVid EMA after 42 epochs scored 64.9% val
-        pixel accuracy, 79.4% with statistics re-estimated on 60 training frames. SWA's remedy
-        (``update_bn``); the batches' augmentation is seeded per epoch and image, and the random
-        state is restored, so training goes on as it would have without it."""
-        if self.ema is None:
-            return
-        from torch.optim.swa_utils import update_bn
-
-        from segzoo.devices import ComputeRecipe
-
-        batches = train_batches(self.train_source, self.batches, self.workers, self.device.type == "cuda")
-        inputs = (
-            finish_batch(images.to(self.device), jitter, self.mean, self.std).contiguous(
-                memory_format=torch.channels_last if self.cfg.channels_last else torch.contiguous_format
-            )
-            for images, _, jitter in itertools.islice(batches, BN_RECALIBRATION_BATCHES)
-        )
-        recipe = ComputeRecipe(self.device, self.cfg.precision, self.cfg.channels_last)
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []), recipe.autocast():
-            update_bn(inputs, self.ema.module)
-
     def _validate(self) -> dict[str, Any]:
         """Score the model as it will be saved (float16-rounded weights, the weight average
-        with re-estimated batch-norm statistics when there is one), with the training precision."""
+        when there is one), with the training precision."""
         fabric = self.fabric
         val_start = time.perf_counter()
-        self._recalibrate_weight_average()
         samples = validation_samples(self.val_samples, self.val_indices, self.val_resident, self.workers)
         model = self.saved_model()
         with weights_rounded_to_half(model):
@@ -580,7 +549,6 @@ class SemanticRun(EpochRun):
             "precision": cfg.precision,
             "val_precision": cfg.precision,
             "ema_decay": cfg.ema_decay,
-            "ema_bn_recalibration_batches": BN_RECALIBRATION_BATCHES if cfg.ema_decay else None,
             "val_every": cfg.val_every,
             "devices": cfg.devices,
             "num_nodes": cfg.num_nodes,
