@@ -99,17 +99,29 @@ def _digest(tensors: dict[str, torch.Tensor]) -> str:
     return sha.hexdigest()
 
 
+def stored_in_half(t: torch.Tensor) -> bool:
+    """Whether a half-precision checkpoint stores ``t`` as float16: every floating-point tensor
+    whose values fit float16's range. One that would overflow to inf stays float32: batch norm
+    makes the layer before it scale-invariant, so nothing keeps that layer's outputs small, and
+    the running variance after it can pass 65,504 (the scratch UNet's, 61,536 and more, in the
+    first decoder block); stored as inf, it silences the channel at inference."""
+    if not t.is_floating_point():
+        return False
+    return bool(torch.isinf(t.detach().half()).sum() == torch.isinf(t.detach()).sum())
+
+
 def save_weights(
     path: str | Path,
     state_dict: dict[str, torch.Tensor],
     half: bool = True,
     metadata: dict[str, str] | None = None,
 ) -> None:
-    """Write a state dict as safetensors (floats as float16 when ``half``), atomically."""
+    """Write a state dict as safetensors, atomically: with ``half``, floating-point tensors as
+    float16 where they fit its range (:func:`stored_in_half`), float32 where they do not."""
     tensors = {
         # clone(): safetensors refuses tensors that share storage (tied weights) and, with
         # contiguous_format, tensors in channels-last layout (--channels-last training).
-        name: (t.detach().half() if half and t.is_floating_point() else t.detach())
+        name: (t.detach().half() if half and stored_in_half(t) else t.detach())
         .cpu()
         .clone(memory_format=torch.contiguous_format)
         for name, t in state_dict.items()

@@ -51,6 +51,34 @@ def test_round_trip_gives_the_same_predictions(checkpoint: tuple[Path, torch.nn.
     assert not loaded.training
 
 
+def test_values_beyond_float16_range_are_stored_in_float32(tmp_path: Path) -> None:
+    """A running variance past float16's 65,504 (batch norm after a scale-invariant layer whose
+    outputs grew) is stored in float32, not as inf, which would silence its channel; the other
+    tensors stay float16, and validation rounds exactly what is stored."""
+    from segzoo.training.validation import weights_rounded_to_half
+
+    model = segzoo.create_model("unet", num_classes=3, base_channels=4, depth=2).eval()
+    conv, bn = model.net.stem[0], model.net.stem[1]
+    with torch.no_grad():
+        conv.weight.mul_(1000.0)  # outputs 1000x larger: their variance 1e6x
+        bn.running_mean.mul_(1000.0)
+        bn.running_var.fill_(1e5)
+    x = torch.randn(1, 3, 20, 28)
+    directory = save_checkpoint(tmp_path / "ckpt", model, _config())
+    stored = load_weights(directory / "model.safetensors")
+    assert stored["net.stem.1.running_var"].dtype == torch.float32
+    assert torch.equal(stored["net.stem.1.running_var"], bn.running_var)
+    assert {v.dtype for k, v in stored.items() if v.is_floating_point() and k != "net.stem.1.running_var"} == {
+        torch.float16
+    }
+    loaded, _ = segzoo.load(directory)
+    with torch.no_grad(), weights_rounded_to_half(model):
+        assert torch.equal(model.net.stem[1].running_var, bn.running_var)
+        expected = model(x)
+    with torch.no_grad():
+        assert torch.isfinite(expected).all() and torch.allclose(loaded(x), expected, atol=1e-5)
+
+
 def test_no_temporary_files_left(checkpoint: tuple[Path, torch.nn.Module]) -> None:
     directory, _ = checkpoint
     assert sorted(p.name for p in directory.iterdir()) == [CONFIG_FILE, WEIGHTS_FILE]

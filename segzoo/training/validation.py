@@ -12,6 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from segzoo.checkpoint import stored_in_half
 from segzoo.devices import ComputeRecipe
 from segzoo.metrics import ConfusionMatrix
 from segzoo.training.augment import normalize
@@ -76,15 +77,15 @@ def validate(
 
 @contextmanager
 def weights_rounded_to_half(model: nn.Module, enabled: bool = True) -> Iterator[None]:
-    """Temporarily round every floating-point weight and buffer to float16 precision.
+    """Temporarily round every weight and buffer a checkpoint stores as float16 to float16
+    precision (:func:`segzoo.checkpoint.stored_in_half`).
 
-    Checkpoints store float16 weights; validating with the rounded weights makes the
-    recorded score the score of the saved file.
+    Validating with the rounded weights makes the recorded score the score of the saved file.
     """
     if not enabled:
         yield
         return
-    state = {k: v for k, v in model.state_dict().items() if v.is_floating_point()}
+    state = {k: v for k, v in model.state_dict().items() if stored_in_half(v)}
     saved = {k: v.detach().clone() for k, v in state.items()}
     with torch.no_grad():
         for v in state.values():
