@@ -199,6 +199,15 @@ def load(
     kwargs = {k: v for k, v in config.get("model_kwargs", {}).items() if k != "encoder_weights"}
     model = create_model(config["model"], num_classes=config["num_classes"], **kwargs)
     state = load_weights(directory / WEIGHTS_FILE, allow_unverified=allow_unverified)
+    not_finite = sorted(k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all())
+    if not_finite:
+        # Loads and runs, but the channels these feed are silenced: say so rather than serve it quietly.
+        warnings.warn(
+            f"{directory / WEIGHTS_FILE}: {', '.join(not_finite)} hold inf or NaN values (e.g. a batch-norm "
+            "variance beyond float16's range, saved by segzoo before it kept such tensors in float32); "
+            "predictions are degraded where they feed",
+            stacklevel=2,
+        )
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

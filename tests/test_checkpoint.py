@@ -79,6 +79,15 @@ def test_values_beyond_float16_range_are_stored_in_float32(tmp_path: Path) -> No
         assert torch.isfinite(expected).all() and torch.allclose(loaded(x), expected, atol=1e-5)
 
 
+def test_loading_weights_that_are_not_finite_warns(tmp_path: Path) -> None:
+    model = segzoo.create_model("unet", num_classes=3, base_channels=4, depth=2).eval()
+    with torch.no_grad():
+        model.net.stem[1].running_var[0] = float("inf")  # as an older segzoo stored an overflow
+    directory = save_checkpoint(tmp_path / "ckpt", model, _config())
+    with pytest.warns(UserWarning, match=r"net\.stem\.1\.running_var hold inf or NaN"):
+        segzoo.load(directory)
+
+
 def test_no_temporary_files_left(checkpoint: tuple[Path, torch.nn.Module]) -> None:
     directory, _ = checkpoint
     assert sorted(p.name for p in directory.iterdir()) == [CONFIG_FILE, WEIGHTS_FILE]
