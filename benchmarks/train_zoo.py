@@ -93,7 +93,9 @@ CAMVID_EPOCHS = {
     # 46.6), and CamVid's test frames score about 8-10 points under val, so 50 epochs would miss
     # issue 12's 40. 120 epochs at about 120 s each (its step is 0.81x SegNet's measured 87 s
     # epoch, its validation faster): about 4 h over two sessions (bar: 5). A 42-epoch run in
-    # float32 channels-last (the Xeon VM without AMX) reached only 28.0 EMA val mIoU, test 24.7.
+    # float32 channels-last (the Xeon VM without AMX) scored only 28.0 EMA val mIoU, test 24.7, as
+    # saved: its first decoder block's batch-norm variances overflowed float16 (stored as inf, 511
+    # of 512 channels silenced), which checkpoints now keep in float32.
     "unet": 120,
     # SegNet from scratch learns slowest of the four: its run, started with 60 epochs, had 19.0
     # EMA val mIoU after 15 (fcn8s 42.1 after 16, unet_vgg16 29.0), so it was extended at epoch 18
