@@ -125,9 +125,10 @@ CAMVID_EPOCHS_FLOAT32 = {
     # The classics' counts at 192x256 (unet 17, segnet 20, unet_vgg16 34, fcn8s 32) times the
     # 1.8x images/s of their smaller crops (measured in bf16; assumed alike in float32).
     # The scratch UNet takes what issue 12's 5 hours allow instead: 30 epochs would miss its 40
-    # mIoU (its float32 run had 38.1 val mIoU after 30 of 110); 105 epochs of about 133 s, with a
-    # validation every 10 (about 85 s), measured on the Xeon VM without AMX: about 4.3 h.
-    "unet": 105,
+    # mIoU (its float32 run had 38.1 val mIoU after 30 epochs, 40.0 after 40); 100 epochs of
+    # 130-150 s, with a validation every 10 (about 85 s), measured on the Xeon VM without AMX:
+    # about 4-4.5 h.
+    "unet": 100,
     "segnet": 36,
     "unet_vgg16": 60,
     "fcn8s": 56,
