@@ -111,6 +111,15 @@ def stored_in_half(t: torch.Tensor) -> bool:
     return bool(torch.isinf(t.detach().half()).sum() == torch.isinf(t.detach()).sum())
 
 
+def non_finite_values(state_dict: dict[str, torch.Tensor]) -> dict[str, int]:
+    """How many inf or NaN values each floating-point tensor holds, for those that hold any."""
+    return {
+        name: int((~torch.isfinite(t)).sum())
+        for name, t in state_dict.items()
+        if t.is_floating_point() and not torch.isfinite(t).all()
+    }
+
+
 def save_weights(
     path: str | Path,
     state_dict: dict[str, torch.Tensor],
@@ -200,7 +209,7 @@ def load(
     kwargs = {k: v for k, v in config.get("model_kwargs", {}).items() if k != "encoder_weights"}
     model = create_model(config["model"], num_classes=config["num_classes"], **kwargs)
     state = load_weights(directory / WEIGHTS_FILE, allow_unverified=allow_unverified)
-    not_finite = sorted(k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all())
+    not_finite = sorted(non_finite_values(state))
     if not_finite:
         # Loads and runs, but the channels these feed are silenced: say so rather than serve it quietly.
         warnings.warn(

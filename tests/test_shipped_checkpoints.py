@@ -42,14 +42,9 @@ OVERFLOWED_FLOAT16 = {"camvid/unet_resnet50": {"net.decoder.blocks.0.conv1.1.run
 @pytest.mark.skipif(not SHIPPED, reason="no shipped checkpoint has a regression.json")
 @pytest.mark.parametrize("checkpoint", SHIPPED, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_shipped_weights_are_finite(checkpoint: Path) -> None:
-    from segzoo.checkpoint import WEIGHTS_FILE, load_weights
+    from segzoo.checkpoint import WEIGHTS_FILE, load_weights, non_finite_values
 
-    weights = load_weights(checkpoint / WEIGHTS_FILE)
-    not_finite = {
-        name: int((~torch.isfinite(t)).sum())
-        for name, t in weights.items()
-        if t.is_floating_point() and not torch.isfinite(t).all()
-    }
+    not_finite = non_finite_values(load_weights(checkpoint / WEIGHTS_FILE))
     assert not_finite == OVERFLOWED_FLOAT16.get(f"{checkpoint.parent.name}/{checkpoint.name}", {})
 
 
