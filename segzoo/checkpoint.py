@@ -113,11 +113,8 @@ def stored_in_half(t: torch.Tensor) -> bool:
 
 def non_finite_values(state_dict: dict[str, torch.Tensor]) -> dict[str, int]:
     """How many inf or NaN values each floating-point tensor holds, for those that hold any."""
-    return {
-        name: int((~torch.isfinite(t)).sum())
-        for name, t in state_dict.items()
-        if t.is_floating_point() and not torch.isfinite(t).all()
-    }
+    counts = {name: int((~torch.isfinite(t)).sum()) for name, t in state_dict.items() if t.is_floating_point()}
+    return {name: count for name, count in counts.items() if count}
 
 
 def save_weights(
