@@ -12,8 +12,9 @@ it started with; --precision and --channels-last force the recipe), PSPNet train
 and the from-scratch classics train on smaller crops (CAMVID_MODEL_RECIPE).
 Each model trains with `segzoo train` into runs/<dataset>/<model> (best epoch on val); when
 its training has completed, the weights, config and history are copied into
-checkpoints/<dataset>/<model>, scored with `segzoo evaluate --split test` (float32), and
-`segzoo leaderboard` regenerates
+checkpoints/<dataset>/<model>, CamVid's semantic models run at the scale `segzoo tune-scale`
+chooses on the val split (TUNE_SCALE_DATASETS), each is scored with `segzoo evaluate --split
+test` (float32), and `segzoo leaderboard` regenerates
 benchmarks/leaderboard.{csv,json} and the README table (after each model, so a queue of runs
 spanning sessions shows every model as soon as it is final). A model whose checkpoint already
 has metrics.json is skipped unless --force is given (an interim stand-in is retrained by the
@@ -25,7 +26,9 @@ combined loss (0.75 Tversky + 0.25 cross-entropy, no class weights: the Tversky 
 already weighs every class alike), AdamW lr 1e-3 with decoupled weight decay 1e-2, poly
 schedule after a 1-epoch warm-up, an exponential moving average of the weights (0.999,
 validated and saved), validation every 3 epochs; bf16 autocast and channels-last by
-default (segzoo.devices). Evaluation is at full 360x480 on the 233 test frames.
+default (segzoo.devices). Evaluation is on the 233 test frames' full 360x480 labels, the frames
+resized to the scale chosen on val (`segzoo tune-scale`: models trained on small crops can
+segment whole frames better at a smaller scale).
 
 Mask R-CNN trains on fruits-nuts and on CamVid's things (camvid_instances, shipped in
 checkpoints/camvid/ beside the semantic models, scored on the test frames' car, pedestrian and
@@ -196,6 +199,8 @@ CAMVID_MODEL_RECIPE = {
 MODEL_RECIPES = {"camvid": CAMVID_MODEL_RECIPE}
 # The split each data set's shipped score is on (fruits-nuts has no test split of its own).
 EVAL_SPLIT = {"fruits_nuts": "val"}
+# Data sets whose semantic models run at the scale `segzoo tune-scale` chooses on their val split.
+TUNE_SCALE_DATASETS = {"camvid"}
 # Half resolution and a short schedule: what two CPU cores manage in minutes per model.
 INTERIM_RECIPE = {
     "camvid": ["--size", "180", "240", "--batch-size", "8"],
@@ -474,6 +479,8 @@ def main() -> int:
                  *(["--epochs", str(epochs)] if epochs else [])]
             )  # fmt: skip
             ship(run_dir, out)
+            if dataset in TUNE_SCALE_DATASETS:
+                run([*segzoo_cmd, "tune-scale", str(out), "--no-progress"])
             run([*segzoo_cmd, "evaluate", str(out), "--split", EVAL_SPLIT.get(dataset, "test"), "--no-progress"])
             record_regression(out)
             refresh_tables()

@@ -15,6 +15,7 @@ COMMAND_MODULES = [
     "segzoo.data.cli",
     "segzoo.train",
     "segzoo.evaluate",
+    "segzoo.tune_scale",
     "segzoo.predict",
     "segzoo.export",
     "segzoo.leaderboard",

@@ -3,7 +3,8 @@
 The protocol is the data set's standard one (CamVid: the 233 test frames, 11 classes,
 label 11 ignored), computed from one confusion matrix over every pixel of the split, with
 the same code that validated the model during training: images at the scale the model
-was trained at, scores on the full-resolution label masks.
+runs at (the training scale, or the one ``segzoo tune-scale`` chose on the validation
+split), scores on the full-resolution label masks.
 
 ``segzoo evaluate CKPT --images DIR|GLOB... --masks DIR --out DIR`` scores any folder of
 photos against masks matched by file stem instead (the ``segzoo predict`` path): one
@@ -40,16 +41,38 @@ def evaluate_checkpoint(
 
     The published numbers are float32 (``precision="32-true"``), reproducible on any
     machine; ``auto`` scores the fast path the app serves (bf16 on CPUs that have it)."""
-    from segzoo.data import get_dataset
     from segzoo.hub import is_hub_uri, local_name, resolve_checkpoint_dir
+
+    metrics = score_checkpoint(checkpoint, split, data_root, device, limit, num_workers, progress, precision)
+    if out is None:  # the Hub cache is not ours to write into
+        out = f"{local_name(str(checkpoint))}.metrics.json" if is_hub_uri(str(checkpoint)) else None
+    write_json(Path(out) if out else resolve_checkpoint_dir(checkpoint) / METRICS_FILE, metrics)
+    return metrics
+
+
+def score_checkpoint(
+    checkpoint: str | Path,
+    split: str = "test",
+    data_root: str | Path | None = None,
+    device: str = "auto",
+    limit: int | None = None,
+    num_workers: int = 0,
+    progress: bool = True,
+    precision: str = "32-true",
+    short_side: int | None = None,
+) -> dict[str, Any]:
+    """The metrics :func:`evaluate_checkpoint` writes, without writing them. Images are
+    resized to ``short_side`` (default: the checkpoint's :func:`~segzoo.inference.inference_short_side`);
+    scores are always on the full-resolution masks."""
+    from segzoo.data import get_dataset
+    from segzoo.hub import resolve_checkpoint_dir
+    from segzoo.inference import inference_short_side
     from segzoo.metrics import scores_from_confusion
     from segzoo.training.data import PreparedSamples, validation_samples
     from segzoo.training.validation import validate
 
     given = str(checkpoint)
     checkpoint = resolve_checkpoint_dir(checkpoint)
-    if out is None and is_hub_uri(given):
-        out = Path(f"{local_name(given)}.metrics.json")  # the Hub cache is not ours to write into
     recipe = compute_recipe(device, precision)
     torch_device = recipe.device
     model, config = load(checkpoint, device=torch_device)
@@ -67,7 +90,8 @@ def evaluate_checkpoint(
     indices = list(range(len(dataset)))[: limit or None]
     if not indices:
         raise ValueError(f"{config['dataset']} split {split!r} at {root} has no images")
-    samples = PreparedSamples(dataset, config.get("short_side"), train=False)
+    short_side = short_side or inference_short_side(config)
+    samples = PreparedSamples(dataset, short_side, train=False)
     start = time.perf_counter()
     sums = validate(
         model,
@@ -95,7 +119,7 @@ def evaluate_checkpoint(
         "limit": limit,
         "partial": len(indices) < len(dataset),
         "ignore_index": config["ignore_index"],
-        "short_side": config.get("short_side"),
+        "short_side": short_side,
         **scores.to_dict(config["class_names"]),
         "per_class_iou": {
             name: (None if torch.isnan(v) else float(v)) for name, v in zip(config["class_names"], scores.iou)
@@ -114,7 +138,6 @@ def evaluate_checkpoint(
         "evaluated_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     metrics["segzoo_version"] = __version__
-    write_json(Path(out) if out else checkpoint / METRICS_FILE, metrics)
     return metrics
 
 
@@ -291,7 +314,7 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
         help="with --images: ground-truth masks, <stem>.png (class indices or the palette's colours)",
     )
     p.add_argument("--max-side", type=int, help="with --images: downscale longer sides beyond this (default: to "
-                   "the scale the model was trained at)")  # fmt: skip
+                   "the scale the model runs at)")  # fmt: skip
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -306,13 +329,13 @@ def score_example_frames(
 
     Examples are ``<dataset>-<name>.jpg`` with a ``<dataset>-<name>.mask.png`` of class
     indices. Prediction goes through the same path as the app and ``segzoo predict``
-    (training scale, full-size mask), and one confusion matrix covers all the frames.
+    (inference scale, full-size mask), and one confusion matrix covers all the frames.
     Instance checkpoints: :func:`segzoo.instance.evaluate.score_example_frames` (float32).
     """
     import numpy as np
     from PIL import Image
 
-    from segzoo.inference import predict_mask, read_image, training_scale
+    from segzoo.inference import inference_scale, predict_mask, read_image
     from segzoo.metrics import ConfusionMatrix
 
     if load_config(checkpoint_dir).get("task") == "instance":
@@ -328,7 +351,7 @@ def score_example_frames(
     matrix = ConfusionMatrix(config["num_classes"], ignore_index=config.get("ignore_index"))
     for mask_path in masks:
         image = read_image(mask_path.with_name(mask_path.name.replace(".mask.png", ".jpg")))
-        prediction = predict_mask(model, image, config, max_side=training_scale(image, config), recipe=recipe)
+        prediction = predict_mask(model, image, config, max_side=inference_scale(image, config), recipe=recipe)
         target = np.array(Image.open(mask_path), dtype=np.int64)
         matrix.update(torch.from_numpy(prediction.astype(np.int64))[None], torch.from_numpy(target)[None])
     scores = matrix.compute()

@@ -6,8 +6,8 @@ the ONNX model accepts any height and width of at least ``input_multiple`` pixel
 logits of the input's size. What the graph does not hold is recorded in the model's
 ``metadata_props`` (strings; lists and numbers as JSON): the normalisation (``mean``,
 ``std``), ``class_names``, ``palette``, ``ignore_index``, ``short_side`` (the scale the model
-was trained at) and the checkpoint's identity. :class:`OnnxSegmenter` reads them and runs the
-same pre- and post-processing as ``segzoo predict``.
+runs at: :func:`segzoo.inference.inference_short_side`) and the checkpoint's identity.
+:class:`OnnxSegmenter` reads them and runs the same pre- and post-processing as ``segzoo predict``.
 
 Input ``image``: float32 ``N x 3 x H x W``, RGB scaled to [0, 1] then ``(x - mean) / std``.
 Output ``logits``: float32 ``N x num_classes x H x W``; ``argmax`` over axis 1 gives labels.
@@ -155,6 +155,8 @@ def random_weights(model: nn.Module, seed: int = 0) -> nn.Module:
 
 def export_metadata(config: dict[str, Any], multiple: int = 1, extra: dict[str, Any] | None = None) -> dict[str, str]:
     """The ``metadata_props`` of an exported checkpoint: strings, JSON for lists and numbers."""
+    from segzoo.inference import inference_short_side
+
     task = config.get("task", "semantic")
     fields: dict[str, Any] = {
         "segzoo_version": __version__,
@@ -165,7 +167,7 @@ def export_metadata(config: dict[str, Any], multiple: int = 1, extra: dict[str, 
         "class_names": config["class_names"],
         "palette": config.get("palette"),
         "ignore_index": config.get("ignore_index"),
-        "short_side": config.get("short_side"),
+        "short_side": inference_short_side(config),  # the scale to run at (what segzoo serves)
         **(extra or {}),
     }
     if task == "instance":
@@ -376,10 +378,10 @@ class OnnxSegmenter:
 
     def predict_mask(self, image: np.ndarray, max_side: int | None = None) -> np.ndarray:
         """Segment an RGB ``uint8 HxWx3`` image like ``segzoo predict``: shrunk to the scale the
-        model was trained at (or ``max_side``), labels at the image's size."""
-        from segzoo.inference import resize_max_side, to_tensor, training_scale
+        model runs at (or ``max_side``), labels at the image's size."""
+        from segzoo.inference import inference_scale, resize_max_side, to_tensor
 
-        small = resize_max_side(image, max_side or training_scale(image, self.metadata))
+        small = resize_max_side(image, max_side or inference_scale(image, self.metadata))
         x = to_tensor(small, self.metadata["mean"], self.metadata["std"]).numpy()
         return self.predict_labels(x, out_size=image.shape[:2])
 
@@ -458,14 +460,14 @@ def verify_semantic(
     model: nn.Module, onnx_path: str | Path, images: Sequence[np.ndarray], config: dict[str, Any]
 ) -> float:
     """Label agreement of the ONNX model with PyTorch float32 over ``images`` (RGB uint8),
-    both at the scale the model was trained at; the share of all pixels."""
-    from segzoo.inference import predict_mask, training_scale
+    both at the scale the model runs at; the share of all pixels."""
+    from segzoo.inference import inference_scale, predict_mask
 
     segmenter = OnnxSegmenter(onnx_path)
     model = model.float().eval()
     same = total = 0
     for image in images:
-        side = training_scale(image, config)
+        side = inference_scale(image, config)
         reference = predict_mask(model, image, config, max_side=side)
         labels = segmenter.predict_mask(image, max_side=side)
         same += int((reference == labels).sum())

@@ -304,6 +304,11 @@ def model_card_text(directory: str | Path, repo_id: str, path_in_repo: str | Non
         "",
         f"Input: RGB scaled to [0, 1], normalised with mean {config.get('mean')} and std {config.get('std')}"
         + (f"; trained at a shorter side of {config['short_side']} pixels" if config.get("short_side") else "")
+        + (
+            f", run at {config['inference_short_side']} (chosen on the validation split by `segzoo tune-scale`)"
+            if config.get("inference_short_side")
+            else ""
+        )
         + ".",
         "",
         "## Classes",

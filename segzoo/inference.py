@@ -296,10 +296,17 @@ def overlay(image: np.ndarray, mask: np.ndarray, palette: Sequence[Sequence[int]
     return blended.round().clip(0, 255).astype(np.uint8)
 
 
-def training_scale(image: np.ndarray, config: dict[str, Any], fallback: int = 1024) -> int:
-    """The longer side an image has at the scale the model was trained at: images are
-    resized so their shorter side is ``config["short_side"]`` (no upscaling of small photos)."""
-    short_side = config.get("short_side")
+def inference_short_side(config: dict[str, Any]) -> int | None:
+    """The shorter side photos are resized to before the model: the one ``segzoo tune-scale``
+    chose on the validation split (``config["inference_short_side"]``), else the scale the
+    model was trained at (``config["short_side"]``); ``None``: the photos' own size."""
+    return config.get("inference_short_side") or config.get("short_side")
+
+
+def inference_scale(image: np.ndarray, config: dict[str, Any], fallback: int = 1024) -> int:
+    """The longer side an image has when the model runs on it: images are resized so their
+    shorter side is :func:`inference_short_side` (no upscaling of small photos)."""
+    short_side = inference_short_side(config)
     height, width = image.shape[:2]
     if not short_side:
         return fallback  # trained at the images' own size: only very large photos are shrunk

@@ -63,14 +63,23 @@ _PROFILE_COLUMNS = (
 
 
 def _input_size(config: dict[str, Any]) -> tuple[int, int]:
-    """The data set's standard input size (so rows of one data set compare), else the model's."""
+    """The size the model runs at on a photo of the data set's standard size (so rows of one
+    data set compare), else of the model's: photos are first resized to the scale the model
+    runs at (:func:`segzoo.inference.inference_scale`), as the app and ``segzoo predict`` do."""
+    import numpy as np
+
+    from segzoo.inference import inference_scale
     from segzoo.training.defaults import DATASET_DEFAULTS
 
     defaults = DATASET_DEFAULTS.get(config.get("dataset", ""))
     if defaults is not None and defaults.size is not None and config.get("dataset") != "folder":
-        return defaults.size
-    size = config.get("input_size") or (512, 512)
-    return int(size[0]), int(size[1])
+        height, width = defaults.size
+    else:
+        height, width = (int(side) for side in config.get("input_size") or (512, 512))
+    longer = inference_scale(np.empty((height, width, 0)), config, fallback=max(height, width))
+    if longer >= max(height, width):
+        return height, width
+    return round(height * longer / max(height, width)), round(width * longer / max(height, width))
 
 
 def _profile_key(config: dict[str, Any], size: tuple[int, int], device: str, threads: int | None) -> str:

@@ -179,7 +179,7 @@ def segment_images(
     matched by stem. An image that cannot be read or scored is recorded with its ``error``
     and the run goes on."""
     from segzoo.hub import resolve_checkpoint_dir
-    from segzoo.inference import colorize, orient, overlay, predict_mask, read_photo, training_scale
+    from segzoo.inference import colorize, inference_scale, orient, overlay, predict_mask, read_photo
     from segzoo.metrics import confusion_matrix, scores_from_confusion
 
     paths = expand_inputs(images)
@@ -207,7 +207,7 @@ def segment_images(
             image = photo.pixels
             record.update(width=image.shape[1], height=image.shape[0])
             start = time.perf_counter()
-            side = max_side or training_scale(image, config)
+            side = max_side or inference_scale(image, config)
             labels = predict_mask(model, image, config, max_side=side, recipe=recipe)
             record["seconds"] = round(time.perf_counter() - start, 4)
             if out is not None:
@@ -397,7 +397,7 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--max-side", type=int,
                    help="downscale images whose longer side exceeds this before the model (default: to the "
-                   "scale the model was trained at)")  # fmt: skip
+                   "scale the model runs at)")  # fmt: skip
     p.add_argument("--alpha", type=float, default=0.5, help="mask opacity in the overlay, 0-1 (default: 0.5)")
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="auto: bf16 on GPUs and on CPUs with native bf16 where it is faster, else float32 "

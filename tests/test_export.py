@@ -33,7 +33,7 @@ from segzoo.export import (
     read_metadata,
     verify_semantic,
 )
-from segzoo.inference import predict_mask, read_image, training_scale
+from segzoo.inference import inference_scale, predict_mask, read_image
 from segzoo.models.smp_factory import build_smp
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,7 +86,7 @@ def test_onnxruntime_labels_match_pytorch_on_the_example_frames(family, tmp_path
     path = export_onnx(model, config, tmp_path / f"{family}.onnx")
 
     frames = example_frames()
-    labels = [predict_mask(reference, f, config, max_side=training_scale(f, config)) for f in frames]
+    labels = [predict_mask(reference, f, config, max_side=inference_scale(f, config)) for f in frames]
     assert all(len(np.unique(x)) >= 3 for x in labels), "degenerate random model: parity would prove nothing"
     agreement = verify_semantic(reference, path, frames, config)
     assert agreement >= 0.999, f"{family}: {100 * agreement:.3f}% of the pixels agree"
@@ -145,7 +145,7 @@ def test_segmenter_uses_the_metadata_like_segzoo_predict(tiny_export) -> None:
     checkpoint, path, config = tiny_export
     model, _ = segzoo.load(checkpoint)
     frame = example_frames()[0]
-    expected = predict_mask(model, frame, config, max_side=training_scale(frame, config))
+    expected = predict_mask(model, frame, config, max_side=inference_scale(frame, config))
     labels = OnnxSegmenter(path).predict_mask(frame)  # scale and normalisation from the metadata only
     assert labels.shape == frame.shape[:2] and labels.dtype == np.uint8
     assert (labels == expected).mean() >= 0.999

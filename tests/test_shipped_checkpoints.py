@@ -82,7 +82,7 @@ def test_fast_path_gives_the_float32_labels(checkpoint: Path) -> None:
 
     import segzoo
     from segzoo.devices import ComputeRecipe
-    from segzoo.inference import predict_mask, read_image, training_scale
+    from segzoo.inference import inference_scale, predict_mask, read_image
 
     fast = ComputeRecipe(torch.device("cpu"), "bf16-mixed", channels_last=True)
     float32 = ComputeRecipe(torch.device("cpu"), "32-true", channels_last=False)
@@ -92,7 +92,7 @@ def test_fast_path_gives_the_float32_labels(checkpoint: Path) -> None:
     same = total = 0
     for frame in frames:
         image = read_image(frame)
-        side = training_scale(image, config)
+        side = inference_scale(image, config)
         reference = predict_mask(float32.prepare_model(model), image, config, max_side=side, recipe=float32)
         labels = predict_mask(fast.prepare_model(model), image, config, max_side=side, recipe=fast)
         same, total = same + int((labels == reference).sum()), total + reference.size

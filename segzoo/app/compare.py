@@ -27,6 +27,8 @@ from segzoo.checkpoint import CheckpointError
 from segzoo.export import OnnxModule
 from segzoo.inference import (
     exif_orientation,
+    inference_scale,
+    inference_short_side,
     input_dtype,
     orient,
     overlay,
@@ -214,11 +216,9 @@ def _round(value: float, digits: int) -> float | None:
 
 
 def working_image(image: np.ndarray, max_side: int | None, config: dict[str, Any] | None = None) -> np.ndarray:
-    """Downscale to the scale the model was trained at (as ``segzoo predict`` does), never
-    beyond ``max_side``; small photos are not upscaled."""
-    from segzoo.inference import training_scale
-
-    side = training_scale(image, config or {}, fallback=max_side or max(image.shape[:2]))
+    """Downscale to the scale the model runs at (as ``segzoo predict`` does), never beyond
+    ``max_side``; small photos are not upscaled."""
+    side = inference_scale(image, config or {}, fallback=max_side or max(image.shape[:2]))
     return resize_max_side(image, min(side, max_side) if max_side else side)
 
 
@@ -250,7 +250,7 @@ def compare_models(
     for entry in entries:
         output = ModelOutput(entry)
         comparison.outputs.append(output)
-        short_side = entry.config.get("short_side")  # models trained at one scale share the input
+        short_side = inference_short_side(entry.config)  # models run at one scale share the input
         if short_side not in work_images:
             work = working_image(image, max_side, entry.config)
             # torch.from_numpy warns on read-only arrays (PIL's are): copy those once.

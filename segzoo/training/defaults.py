@@ -3,7 +3,8 @@
 ``short_side`` is the scale at which a data set is used: every image is first resized so
 that its shorter side has that many pixels (``None``: images keep their own size), and
 training then crops ``size`` windows at a random scale around it. Validation and
-``segzoo evaluate`` resize the same way, so a model is scored at the scale it was trained at;
+``segzoo evaluate`` resize the same way, so a model is scored at the scale it was trained at
+(or the one ``segzoo tune-scale`` chose on the validation split);
 the scores are always computed on the full-resolution label masks.
 """
 
