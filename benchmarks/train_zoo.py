@@ -41,6 +41,7 @@ interim in their config and on the leaderboard.
 from __future__ import annotations
 
 import argparse
+import shlex
 import shutil
 import subprocess
 import sys
@@ -420,6 +421,13 @@ def main() -> int:
         default="auto",
         help="passed to `segzoo train` (default: auto)",
     )
+    parser.add_argument(
+        "--train-args",
+        default="",
+        metavar="OPTIONS",
+        help="more `segzoo train` options, after the recipe's (so they win), e.g. a fine-tuning stage of a "
+        'shipped model: "--init-from checkpoints/camvid/segnet --lr 1e-4"; give them again with --resume',
+    )
     parser.add_argument("--comparison", type=Path, metavar="JSON", help="also write the models side by side here")
     parser.add_argument(
         "--readme-only",
@@ -476,7 +484,7 @@ def main() -> int:
                  "--resume" if args.resume else "--overwrite", *options, *recipe,
                  *(["--model-kwargs", kwargs] if kwargs else []),
                  "--precision", args.precision, "--channels-last", args.channels_last,
-                 *(["--epochs", str(epochs)] if epochs else [])]
+                 *(["--epochs", str(epochs)] if epochs else []), *shlex.split(args.train_args)]
             )  # fmt: skip
             ship(run_dir, out)
             if dataset in TUNE_SCALE_DATASETS:

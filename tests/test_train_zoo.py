@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,25 @@ def test_the_classics_train_on_their_smaller_crops(train_zoo):
         assert args.size == ([128, 192] if classic else [192, 256]), model
         assert args.val_every == {"unet": 10, "segnet": 5, "fcn8s": 4}.get(model, 3), model
         assert args.batch_size == 8 and args.loss == "combined"
+
+
+def test_train_args_come_last_and_camvid_models_are_tuned_before_their_test_score(train_zoo, tmp_path, monkeypatch):
+    from segzoo.cli import build_parser
+
+    commands: list[list[str]] = []
+    monkeypatch.setattr(train_zoo, "run", commands.append)
+    for name in ("ship", "record_regression", "update_readme"):
+        monkeypatch.setattr(train_zoo, name, lambda *args: None)
+    monkeypatch.setattr(sys, "argv", [
+        "train_zoo.py", "--data", str(tmp_path), "--checkpoints", str(tmp_path / "ckpt"), "--runs", str(tmp_path),
+        "--datasets", "camvid", "--models", "segnet", "--epochs", "12",
+        "--train-args", "--init-from checkpoints/camvid/segnet --lr 1e-4 --ema-decay 0.99",
+    ])  # fmt: skip
+    assert train_zoo.main() == 0
+    train, tune, evaluate, leaderboard = (command[3:] for command in commands)  # after `python -m segzoo.cli`
+    assert train[-6:] == ["--init-from", "checkpoints/camvid/segnet", "--lr", "1e-4", "--ema-decay", "0.99"]
+    args = build_parser().parse_args(train)
+    assert args.lr == 1e-4 and args.ema_decay == 0.99 and args.epochs == 12 and args.size == [128, 192]
+    assert tune[:2] == ["tune-scale", str(tmp_path / "ckpt" / "camvid" / "segnet")]
+    assert evaluate[:4] == ["evaluate", str(tmp_path / "ckpt" / "camvid" / "segnet"), "--split", "test"]
+    assert leaderboard[0] == "leaderboard"
