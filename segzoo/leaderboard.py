@@ -76,7 +76,8 @@ def _input_size(config: dict[str, Any]) -> tuple[int, int]:
         height, width = defaults.size
     else:
         height, width = (int(side) for side in config.get("input_size") or (512, 512))
-    longer = inference_scale(np.empty((height, width, 0)), config, fallback=max(height, width))
+    photo = np.empty((height, width, 0))  # inference_scale reads only its shape
+    longer = inference_scale(photo, config, fallback=max(height, width))
     if longer >= max(height, width):
         return height, width
     return round(height * longer / max(height, width)), round(width * longer / max(height, width))
