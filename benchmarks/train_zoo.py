@@ -230,7 +230,10 @@ def _fmt(value: object, spec: str, scale: float = 1.0) -> str:
 def update_readme(readme: Path, leaderboard: Path, checkpoints: Path) -> None:
     """Replace the README's tables between their markers: benchmarks/leaderboard.csv, and the
     CamVid thing classes of the checkpoints."""
-    from segzoo.leaderboard import load_leaderboard
+    from segzoo.leaderboard import STAGE_SEPARATOR, load_leaderboard
+
+    def stage_parts(value: object) -> list[str]:  # a multi-stage training's machines or precisions
+        return value.split(STAGE_SEPARATOR) if isinstance(value, str) and value else []
 
     frame = load_leaderboard(leaderboard)
     lines = [
@@ -242,6 +245,7 @@ def update_readme(readme: Path, leaderboard: Path, checkpoints: Path) -> None:
         note = "interim (reduced-resolution CPU run)" if row["interim"] else ""
         if row["partial"]:
             note = (note + "; " if note else "") + "partial evaluation"
+        precisions = " + ".join(PRECISION_NAMES.get(p, p) for p in stage_parts(row["train_precision"]))
         lines.append(
             f"| {row['dataset']} | `{row['model']}` | {_fmt(row['miou'], '.1f', 100)} | "
             f"{_fmt(row['reference_miou'], '.1f', 100)} | "
@@ -250,16 +254,17 @@ def update_readme(readme: Path, leaderboard: Path, checkpoints: Path) -> None:
             f"{_fmt(row['gflops'], '.1f')} | "
             f"{_fmt(row['latency_ms'], '.0f')} / {_fmt(row['latency_ms_float32'], '.0f')} | "
             f"{_fmt(row['train_hours'], '.1f')}, {_fmt(row['train_cpu_hours'], '.1f')}, "
-            f"{_fmt(row['train_epochs'], '.0f')}, {PRECISION_NAMES.get(row['train_precision'], '–')} | {note} |"
+            f"{_fmt(row['train_epochs'], '.0f')}, {precisions or '–'} | {note} |"
         )
-    machines = sorted({m for m in frame["trained_on"] if isinstance(m, str) and m})
+    machines = sorted({m for value in frame["trained_on"] for m in stage_parts(value)})
     if machines:
         lines += [
             "",
             f"Trained on: {'; '.join(machines)}. Hours: the summed wall time of the training epochs, every "
             "stage (pauses between sessions left out; epochs slowed by other work on the cores counted as they "
             "ran). Core-hours: the training process's CPU time, all threads. Precision: bf16 autocast on a CPU "
-            "where bf16 pays (segzoo.devices), float32 on others.",
+            "where bf16 pays (segzoo.devices), float32 on others; a model fine-tuned in a later stage (--init-from) "
+            "names each stage's machine and precision, in order.",
         ]
     latency_on = sorted({m for m in frame["latency_device"] if isinstance(m, str) and m})
     if latency_on:

@@ -44,6 +44,7 @@ from segzoo.checkpoint import (
     CheckpointError,
     atomic_write_text,
     read_json,
+    training_stages,
     write_json,
 )
 from segzoo.references import published
@@ -109,12 +110,22 @@ def context_columns(config: dict[str, Any]) -> dict[str, Any]:
     return {
         "reference_miou": reference.miou if reference else None,
         "reference_source": f"{reference.source} ({reference.note})" if reference else None,
-        "trained_on": training.get("device_name"),
-        "train_precision": training.get("precision"),
+        # A model fine-tuned elsewhere names every machine and precision, in stage order.
+        "trained_on": _stage_values(training, "device_name"),
+        "train_precision": _stage_values(training, "precision"),
         "train_epochs": training.get("total_epochs", training.get("epochs")),
         "train_hours": round(wall / 3600, 2) if isinstance(wall, (int, float)) else None,
         "train_cpu_hours": round(cpu / 3600, 2) if isinstance(cpu, (int, float)) and cpu else None,
     }
+
+
+STAGE_SEPARATOR = " + "
+
+
+def _stage_values(training: dict[str, Any], key: str) -> str | None:
+    """The distinct values of ``key`` over the training's stages, first seen first."""
+    values = dict.fromkeys(str(stage[key]) for stage in training_stages(training) if stage.get(key))
+    return STAGE_SEPARATOR.join(values) or None
 
 
 def _row(directory: Path, root: Path) -> dict[str, Any]:

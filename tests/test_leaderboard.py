@@ -12,7 +12,7 @@ import pytest
 from segzoo.checkpoint import save_checkpoint, write_json
 from segzoo.cli import main
 from segzoo.evaluate import evaluate_checkpoint
-from segzoo.leaderboard import COLUMNS, build_leaderboard, load_leaderboard
+from segzoo.leaderboard import COLUMNS, build_leaderboard, context_columns, load_leaderboard
 from segzoo.profiling import count_parameters, gflops
 from segzoo.registry import create_model
 from segzoo.training import TrainConfig, fit
@@ -106,3 +106,17 @@ def test_cli_prints_the_table(checkpoints, tmp_path, capsys) -> None:
     assert main(["leaderboard", "--checkpoints", str(checkpoints), "--out", str(tmp_path), "--no-latency"]) == 0
     out = capsys.readouterr().out
     assert "unet_efficientnet_b0" in out and "mIoU" in out and "2 rows" in out
+
+
+def test_training_columns_name_every_stage_in_order() -> None:
+    one_stage = {"device_name": "CPU A", "precision": "bf16-mixed", "train_seconds": 3600.0, "epochs": 10}
+    assert context_columns({"model": "segnet", "training": one_stage})["trained_on"] == "CPU A"
+    stages = [
+        {"stage": 1, "epochs": 150, "train_seconds": 15825.0, "device_name": "CPU A", "precision": "bf16-mixed"},
+        {"stage": 2, "epochs": 6, "train_seconds": 1501.6, "device_name": "CPU B", "precision": "32-true"},
+        {"stage": 3, "epochs": 2, "train_seconds": 500.0, "device_name": "CPU A", "precision": "32-true"},
+    ]
+    training = {**one_stage, "device_name": "CPU A", "stages": stages, "total_train_seconds": 17826.6}
+    columns = context_columns({"model": "segnet", "training": training})
+    assert columns["trained_on"] == "CPU A + CPU B" and columns["train_precision"] == "bf16-mixed + 32-true"
+    assert columns["train_hours"] == round(17826.6 / 3600, 2)

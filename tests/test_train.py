@@ -156,6 +156,12 @@ def test_init_from_continues_the_history_as_a_new_stage(trained, data, tmp_path)
     assert training["stage"] == 2 and training["total_epochs"] == 3
     assert training["init_from"]["reinitialised"] == []
     assert training["init_from"]["weights_sha256"] == file_sha256(trained / "model.safetensors")
+    # Each stage's machine and precision stay on record (a fine-tuning stage may run elsewhere).
+    (first,) = json.loads((trained / "config.json").read_text())["training"]["stages"]
+    machine = {"device_name": training["device_name"], "precision": training["precision"]}
+    assert first == {"stage": 1, "epochs": 2, "train_seconds": first["train_seconds"], **machine}
+    second = {"stage": 2, "epochs": 1, "train_seconds": training["train_seconds"], **machine}
+    assert training["stages"] == [first, second]
 
 
 def test_init_from_reinitialises_only_a_classifier_of_another_class_count(tmp_path) -> None:

@@ -132,3 +132,26 @@ def test_train_args_come_last_and_camvid_models_are_tuned_before_their_test_scor
     assert tune[:2] == ["tune-scale", str(tmp_path / "ckpt" / "camvid" / "segnet")]
     assert evaluate[:4] == ["evaluate", str(tmp_path / "ckpt" / "camvid" / "segnet"), "--split", "test"]
     assert leaderboard[0] == "leaderboard"
+
+
+def test_the_readme_table_names_every_stage_of_a_fine_tuned_model(train_zoo, tmp_path):
+    from segzoo.leaderboard import COLUMNS
+
+    base = {**dict.fromkeys(COLUMNS), "interim": False, "partial": False}
+    rows = [
+        {**base, "dataset": "camvid", "model": "segnet", "miou": 0.41, "train_epochs": 156,
+         "trained_on": "CPU A + CPU B", "train_precision": "bf16-mixed + 32-true"},
+        {**base, "dataset": "camvid", "model": "fcn8s", "miou": 0.53, "train_epochs": 100,
+         "trained_on": "CPU A", "train_precision": "bf16-mixed"},
+    ]  # fmt: skip
+    pd = pytest.importorskip("pandas")
+    pd.DataFrame(rows, columns=COLUMNS).to_csv(tmp_path / "leaderboard.csv", index=False)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"x\n{train_zoo.README_START}\n{train_zoo.README_END}\n{train_zoo.THINGS_START}\n"
+                      f"{train_zoo.THINGS_END}\n")  # fmt: skip
+    train_zoo.update_readme(readme, tmp_path / "leaderboard.csv", tmp_path / "checkpoints")
+    lines = readme.read_text().splitlines()
+    (segnet,) = [line for line in lines if "`segnet`" in line]
+    (fcn8s,) = [line for line in lines if "`fcn8s`" in line]
+    assert segnet.endswith("156, bf16 + float32 |  |") and fcn8s.endswith("100, bf16 |  |")
+    assert any(line.startswith("Trained on: CPU A; CPU B. ") for line in lines)

@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from segzoo.checkpoint import WEIGHTS_FILE
+from segzoo.checkpoint import WEIGHTS_FILE, training_stages
 from segzoo.devices import (
     CHANNELS_LAST_CHOICES,
     PRECISIONS,
@@ -277,6 +277,7 @@ def init_from_checkpoint(model: nn.Module, directory: str | Path, model_name: st
         "best_epoch": training.get("best_epoch"),
         "best_val_miou": training.get("best_val_miou"),
         "reinitialised": sorted(k for k in own if k not in usable),
+        "stages": training_stages(training),
     }
 
 
@@ -570,6 +571,16 @@ class SemanticRun(EpochRun):
             "train_seconds": round(self.elapsed, 3),
             "init_from": self.init_info,
             "stage": self.stage,
+            "stages": [
+                *(self.init_info or {}).get("stages", []),
+                {
+                    "stage": self.stage,
+                    "epochs": cfg.epochs,
+                    "train_seconds": round(self.elapsed, 3),
+                    "device_name": device_name(self.device),
+                    "precision": cfg.precision,
+                },
+            ],
             **training_cost(history),
             "completed": completed,
         }
