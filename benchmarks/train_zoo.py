@@ -249,7 +249,7 @@ def update_readme(readme: Path, leaderboard: Path, checkpoints: Path) -> None:
         note = "interim (reduced-resolution CPU run)" if row["interim"] else ""
         if row["partial"]:
             note = (note + "; " if note else "") + "partial evaluation"
-        precisions = " + ".join(PRECISION_NAMES.get(p, p) for p in stage_parts(row["train_precision"]))
+        precisions = STAGE_SEPARATOR.join(PRECISION_NAMES.get(p, p) for p in stage_parts(row["train_precision"]))
         lines.append(
             f"| {row['dataset']} | `{row['model']}` | {_fmt(row['miou'], '.1f', 100)} | "
             f"{_fmt(row['reference_miou'], '.1f', 100)} | "

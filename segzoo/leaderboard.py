@@ -57,6 +57,8 @@ COLUMNS = [
     "latency_threads", "latency_device", "trained_on", "train_precision", "train_epochs", "train_hours",
     "train_cpu_hours", "best_epoch", "train_seconds", "checkpoint", "weights_sha256", "evaluated_at",
 ]  # fmt: skip
+# Joins the machines (and precisions) of a training's stages: a model fine-tuned elsewhere.
+STAGE_SEPARATOR = " + "
 _PROFILE_COLUMNS = (
     "params", "gflops", "input_size", "latency_ms", "latency_precision", "latency_runtime", "latency_ms_float32",
     "latency_threads", "latency_device",
@@ -117,9 +119,6 @@ def context_columns(config: dict[str, Any]) -> dict[str, Any]:
         "train_hours": round(wall / 3600, 2) if isinstance(wall, (int, float)) else None,
         "train_cpu_hours": round(cpu / 3600, 2) if isinstance(cpu, (int, float)) and cpu else None,
     }
-
-
-STAGE_SEPARATOR = " + "
 
 
 def _stage_values(training: dict[str, Any], key: str) -> str | None:

@@ -135,6 +135,8 @@ def test_train_args_come_last_and_camvid_models_are_tuned_before_their_test_scor
 
 
 def test_the_readme_table_names_every_stage_of_a_fine_tuned_model(train_zoo, tmp_path):
+    import pandas as pd
+
     from segzoo.leaderboard import COLUMNS
 
     base = {**dict.fromkeys(COLUMNS), "interim": False, "partial": False}
@@ -144,7 +146,6 @@ def test_the_readme_table_names_every_stage_of_a_fine_tuned_model(train_zoo, tmp
         {**base, "dataset": "camvid", "model": "fcn8s", "miou": 0.53, "train_epochs": 100,
          "trained_on": "CPU A", "train_precision": "bf16-mixed"},
     ]  # fmt: skip
-    pd = pytest.importorskip("pandas")
     pd.DataFrame(rows, columns=COLUMNS).to_csv(tmp_path / "leaderboard.csv", index=False)
     readme = tmp_path / "README.md"
     readme.write_text(f"x\n{train_zoo.README_START}\n{train_zoo.README_END}\n{train_zoo.THINGS_START}\n"
