@@ -93,19 +93,18 @@ def file_sha256(path: str | Path) -> str:
 def training_stages(training: dict[str, Any]) -> list[dict[str, Any]]:
     """The stages of a checkpoint's training (its ``config.json`` ``training`` block), each
     with its epochs, wall seconds, device and precision: a fine-tuning stage (``--init-from``)
-    may run on another machine in another precision than the stages before it. Configs
-    written before stages were recorded give their one (last) stage."""
-    if "stages" in training:
-        return list(training["stages"])
-    return [
-        {
-            "stage": training.get("stage", 1),
-            "epochs": training.get("epochs"),
-            "train_seconds": training.get("train_seconds"),
-            "device_name": training.get("device_name"),
-            "precision": training.get("precision"),
-        }
-    ]
+    may run on another machine in another precision than the stages before it. The earlier
+    stages are those of the checkpoint it started from (``init_from["stages"]``; a start
+    recorded before stages were gives none), then this one."""
+    earlier = (training.get("init_from") or {}).get("stages", [])
+    own = {
+        "stage": training.get("stage", 1),
+        "epochs": training.get("epochs"),
+        "train_seconds": training.get("train_seconds"),
+        "device_name": training.get("device_name"),
+        "precision": training.get("precision"),
+    }
+    return [*earlier, own]
 
 
 def _digest(tensors: dict[str, torch.Tensor]) -> str:

@@ -111,12 +111,12 @@ def test_cli_prints_the_table(checkpoints, tmp_path, capsys) -> None:
 def test_training_columns_name_every_stage_in_order() -> None:
     one_stage = {"device_name": "CPU A", "precision": "bf16-mixed", "train_seconds": 3600.0, "epochs": 10}
     assert context_columns({"model": "segnet", "training": one_stage})["trained_on"] == "CPU A"
-    stages = [
+    earlier = [
         {"stage": 1, "epochs": 150, "train_seconds": 15825.0, "device_name": "CPU A", "precision": "bf16-mixed"},
         {"stage": 2, "epochs": 6, "train_seconds": 1501.6, "device_name": "CPU B", "precision": "32-true"},
-        {"stage": 3, "epochs": 2, "train_seconds": 500.0, "device_name": "CPU A", "precision": "32-true"},
     ]
-    training = {**one_stage, "device_name": "CPU A", "stages": stages, "total_train_seconds": 17826.6}
+    training = {"stage": 3, "epochs": 2, "train_seconds": 500.0, "device_name": "CPU A", "precision": "32-true",
+                "init_from": {"stages": earlier}, "total_train_seconds": 17826.6}  # fmt: skip
     columns = context_columns({"model": "segnet", "training": training})
     assert columns["trained_on"] == "CPU A + CPU B" and columns["train_precision"] == "bf16-mixed + 32-true"
     assert columns["train_hours"] == round(17826.6 / 3600, 2)

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import segzoo
-from segzoo.checkpoint import save_checkpoint
+from segzoo.checkpoint import save_checkpoint, training_stages
 from segzoo.cli import main
 from segzoo.evaluate import evaluate_checkpoint, file_sha256
 from segzoo.training import HISTORY_COLUMNS, TIMING_COLUMNS, TrainConfig, fit, read_history
@@ -157,11 +157,11 @@ def test_init_from_continues_the_history_as_a_new_stage(trained, data, tmp_path)
     assert training["init_from"]["reinitialised"] == []
     assert training["init_from"]["weights_sha256"] == file_sha256(trained / "model.safetensors")
     # Each stage's machine and precision stay on record (a fine-tuning stage may run elsewhere).
-    (first,) = json.loads((trained / "config.json").read_text())["training"]["stages"]
+    (first,) = training_stages(json.loads((trained / "config.json").read_text())["training"])
     machine = {"device_name": training["device_name"], "precision": training["precision"]}
     assert first == {"stage": 1, "epochs": 2, "train_seconds": first["train_seconds"], **machine}
     second = {"stage": 2, "epochs": 1, "train_seconds": training["train_seconds"], **machine}
-    assert training["stages"] == [first, second]
+    assert training["init_from"]["stages"] == [first] and training_stages(training) == [first, second]
 
 
 def test_init_from_reinitialises_only_a_classifier_of_another_class_count(tmp_path) -> None:

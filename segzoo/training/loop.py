@@ -571,16 +571,6 @@ class SemanticRun(EpochRun):
             "train_seconds": round(self.elapsed, 3),
             "init_from": self.init_info,
             "stage": self.stage,
-            "stages": [
-                *(self.init_info or {}).get("stages", []),
-                {
-                    "stage": self.stage,
-                    "epochs": cfg.epochs,
-                    "train_seconds": round(self.elapsed, 3),
-                    "device_name": device_name(self.device),
-                    "precision": cfg.precision,
-                },
-            ],
             **training_cost(history),
             "completed": completed,
         }
