@@ -9,14 +9,18 @@ For each model, in this process, one after the other:
 * **training**: images/s of a full step (forward, loss, backward, AdamW) on a batch of
   ``--batch`` random crops of ``--crop``, written as a plain PyTorch user writes it (float32,
   NCHW, no autocast), and with segzoo's default recipe (``segzoo.devices.compute_recipe()``:
-  bf16 autocast + channels-last on CPUs with native bf16);
-* **latency**: one 360x480 photo, batch 1, forward and arg-max, both ways (median of
-  ``--repeats``);
+  bf16 autocast + channels-last on CPUs where bf16 pays);
+* **latency**: one 360x480 photo, batch 1, forward and arg-max, as a plain PyTorch user runs
+  it and as the app serves the model (the app's ``ModelCache``: segzoo's recipe, and
+  onnxruntime where ``segzoo.devices.resolve_runtime`` picks it, i.e. on CPUs whose recipe is
+  float32), median of ``--repeats``;
 * **agreement**: the share of pixels whose label is the same both ways, on the shipped
   example frames, with the shipped checkpoint's weights where there is one (random weights
   otherwise: their near-tied logits make this a lower bound);
-* **compare**: the time to run every model on one photo, both ways (what the app's
-  Compare button costs);
+* **compare**: the app's Compare (``segzoo.app.compare.compare_models``) with every model
+  that has a shipped CamVid checkpoint on one example frame, each model at the size it is
+  served at, models loaded: through the app's ``ModelCache`` as served, and through one
+  that runs float32 NCHW PyTorch (median of ``--repeats``);
 * with ``--test-miou``, the test-set mIoU of each shipped checkpoint both ways
   (``segzoo evaluate --precision 32-true`` and ``auto``).
 
@@ -27,6 +31,8 @@ table is made from it (``--readme``).
 from __future__ import annotations
 
 import argparse
+import collections
+import dataclasses
 import json
 import statistics
 import sys
@@ -41,8 +47,11 @@ import numpy as np
 import torch
 
 import segzoo
-from segzoo.devices import ComputeRecipe, compute_recipe, device_name
-from segzoo.inference import predict_labels, read_image, to_tensor
+from segzoo.app.catalog import Catalog, LabelSet, ModelCache, ModelEntry
+from segzoo.app.compare import compare_models
+from segzoo.devices import ComputeRecipe, device_name
+from segzoo.export import OnnxModule
+from segzoo.inference import inference_short_side, predict_labels, read_image, to_tensor
 
 ROOT = Path(__file__).resolve().parent.parent
 FLOAT32 = ComputeRecipe(torch.device("cpu"), "32-true", channels_last=False)
@@ -105,13 +114,36 @@ def load_model(name: str, checkpoints: Path) -> tuple[torch.nn.Module, dict[str,
     return segzoo.create_model(name, num_classes=11).eval(), None
 
 
-def photo_tensors(examples: Path) -> list[torch.Tensor]:
-    from segzoo.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-
+def example_frames(examples: Path) -> list[np.ndarray]:
     photos = sorted(examples.glob("camvid-*.jpg"))
     if not photos:
         raise SystemExit(f"{examples}: no camvid-*.jpg example frames")
-    return [to_tensor(read_image(p), IMAGENET_MEAN, IMAGENET_STD) for p in photos]
+    return [read_image(p) for p in photos]
+
+
+def photo_tensors(frames: list[np.ndarray]) -> list[torch.Tensor]:
+    from segzoo.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+
+    return [to_tensor(frame, IMAGENET_MEAN, IMAGENET_STD) for frame in frames]
+
+
+def shipped_camvid(checkpoints: Path, names: list[str]) -> LabelSet | None:
+    """The app's CamVid label set, narrowed to the semantic models among ``names`` (by folder)."""
+    label_set = Catalog.scan(checkpoints).label_sets.get("camvid")
+    if label_set is None:
+        return None
+    entries = [e for e in label_set.entries if e.task == "semantic" and e.key in names]
+    return dataclasses.replace(label_set, entries=entries)
+
+
+def served_cache(entries: list[ModelEntry]) -> ModelCache:
+    """The app's model cache (runtime ``auto``), with every ONNX export it wants made."""
+    cache = ModelCache(device="cpu")
+    if cache.runtime == "onnxruntime" and entries:
+        print(f"exporting {len(entries)} models for onnxruntime (kept in segzoo's cache) ...", flush=True)
+        cache.prepare(entries)
+        cache.wait_for_exports()
+    return cache
 
 
 def latency_and_labels(
@@ -140,14 +172,22 @@ def test_miou(directory: Path, data: Path | None) -> dict[str, float]:
     return scores
 
 
-def bench_model(name: str, args: argparse.Namespace, fast: ComputeRecipe, photos: list[torch.Tensor]) -> dict:
+def bench_model(
+    name: str,
+    args: argparse.Namespace,
+    served: ModelCache,
+    entry: ModelEntry | None,
+    photos: list[torch.Tensor],
+) -> dict:
     row: dict[str, Any] = {"model": name}
-    # On a CPU without native bf16 the fast path is float32 eager itself: time it once.
-    same_recipe = fast == FLOAT32
+    fast = served.recipe
     if args.train_steps:
         rate = train_images_per_sec(name, FLOAT32, tuple(args.crop), args.batch, args.train_steps)
+        # Where segzoo's training recipe is float32 NCHW itself, time it once.
         fast_rate = (
-            rate if same_recipe else train_images_per_sec(name, fast, tuple(args.crop), args.batch, args.train_steps)
+            rate
+            if fast == FLOAT32
+            else train_images_per_sec(name, fast, tuple(args.crop), args.batch, args.train_steps)
         )
         row.update(
             train_images_per_sec_float32=round(rate, 3),
@@ -156,11 +196,14 @@ def bench_model(name: str, args: argparse.Namespace, fast: ComputeRecipe, photos
         )
     model, config = load_model(name, args.checkpoints)
     row["weights"] = "shipped checkpoint" if config else "random"
+    served_model = served.get(entry) if entry is not None else model
+    row["runtime"] = "onnxruntime" if isinstance(served_model, OnnxModule) else "torch"
     reference_ms, reference = latency_and_labels(model, FLOAT32, photos, args.repeats)
+    same_path = row["runtime"] == "torch" and fast == FLOAT32
     fast_ms, labels = (
-        (reference_ms, reference) if same_recipe else latency_and_labels(model, fast, photos, args.repeats)
+        (reference_ms, reference) if same_path else latency_and_labels(served_model, fast, photos, args.repeats)
     )
-    same = sum(int((a == b).sum()) for a, b in zip(reference, labels))
+    same = sum(int((a == b).sum()) for a, b in zip(reference, labels, strict=True))
     row.update(
         latency_ms_float32=round(reference_ms, 1),
         latency_ms_fast=round(fast_ms, 1),
@@ -170,32 +213,56 @@ def bench_model(name: str, args: argparse.Namespace, fast: ComputeRecipe, photos
     if args.test_miou and config:
         data = args.data / "camvid" if args.data else None
         scores = test_miou(args.checkpoints / "camvid" / name, data)
-        row.update(test_miou_float32=scores["32-true"], test_miou_fast=scores["auto"])
+        row.update(
+            test_miou_float32=scores["32-true"],
+            test_miou_fast=scores["auto"],
+            test_short_side=inference_short_side(config),  # what segzoo evaluate ran the frames at
+        )
     print(json.dumps(row), flush=True)
     return row
 
 
-def compare_seconds(names: list[str], recipe: ComputeRecipe, checkpoints: Path, photo: torch.Tensor) -> float:
-    """Every model on one photo, as the Compare button runs them (models already loaded)."""
-    models = [recipe.prepare_model(load_model(n, checkpoints)[0]) for n in names]
-    for model in models:  # warm-up
-        predict_labels(model, photo, recipe=recipe)
-    start = time.perf_counter()
-    for model in models:
-        predict_labels(model, photo, recipe=recipe)
-    return time.perf_counter() - start
+def compare_seconds(label_set: LabelSet, cache: ModelCache, frame: np.ndarray, repeats: int) -> float:
+    """The app's Compare of every model in ``label_set`` on one frame, models already loaded
+    (the first call loads and warms them up): the median of ``repeats`` calls, in seconds."""
+    compare_models(frame, label_set, label_set.entries, cache)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        comparison = compare_models(frame, label_set, label_set.entries, cache)
+        times.append(time.perf_counter() - start)
+        failed = [f"{o.entry.key}: {o.error}" for o in comparison.outputs if o.error]
+        if failed:
+            raise SystemExit("Compare failed: " + "; ".join(failed))
+    return statistics.median(times)
+
+
+def compare_record(label_set: LabelSet, served: ModelCache, frame: np.ndarray, repeats: int) -> dict[str, Any]:
+    """Compare as served against Compare in float32 NCHW PyTorch, the same models, frame and sizes."""
+    eager = ModelCache(device="cpu", precision="32-true", channels_last=False, runtime="torch")
+    reference = compare_seconds(label_set, eager, frame, repeats)
+    seconds = compare_seconds(label_set, served, frame, repeats)
+    runtimes = ["onnxruntime" if isinstance(served.get(e), OnnxModule) else "torch" for e in label_set.entries]
+    return {
+        "models": len(label_set.entries),
+        "names": [e.key for e in label_set.entries],
+        "served_runtimes": dict(collections.Counter(runtimes)),
+        "seconds_float32": round(reference, 3),
+        "seconds_fast": round(seconds, 3),
+        "speedup": round(reference / seconds, 2),
+    }
 
 
 def readme_table(result: dict[str, Any]) -> str:
+    fast_path = result["fast_path"]
+    if fast_path == "32-true":
+        fast_path += " NCHW, i.e. float32 eager itself (its training is timed once)"
+    served = result.get("served_runtime", "torch")  # records before the key: PyTorch served
     lines = [
         f"Measured by `python benchmarks/bench_cpu.py` on {result['device']}, {result['date'][:10]}; "
         f"training: batch {result['batch']} of {result['crop'][0]}x{result['crop'][1]} crops; latency: one "
-        f"360x480 photo. Fast path: {result['fast_path']}"
-        + (
-            " (this CPU has no native bf16: the fast path is float32 eager, timed once)."
-            if result["fast_path"] == "32-true"
-            else "."
-        ),
+        f"360x480 photo. Fast path: {fast_path}"
+        + ("; the app serves the models through onnxruntime (float32)." if served == "onnxruntime" else "."),
         "",
         "| model | train img/s float32 | train img/s fast | speed-up | latency ms float32 | latency ms fast "
         "| speed-up | same labels |",
@@ -213,10 +280,19 @@ def readme_table(result: dict[str, Any]) -> str:
             lines += [
                 "",
                 f"`{row['model']}` (shipped) on the 233 CamVid test frames: mIoU "
-                f"{100 * row['test_miou_float32']:.2f} float32, {100 * row['test_miou_fast']:.2f} fast path.",
+                f"{100 * row['test_miou_float32']:.2f} float32, {100 * row['test_miou_fast']:.2f} fast path"
+                + (f" (frames at a short side of {row['test_short_side']})." if row.get("test_short_side") else "."),
             ]
     compare = result.get("compare")
-    if compare:
+    if compare and "served_runtimes" in compare:
+        runtimes = ", ".join(f"{n} by {r}" for r, n in compare["served_runtimes"].items())
+        lines += [
+            "",
+            f"The app's Compare with all {compare['models']} shipped CamVid models on one frame (each at the "
+            f"size it is served at): {compare['seconds_float32']:.2f} s in float32 NCHW PyTorch, "
+            f"{compare['seconds_fast']:.2f} s as served ({runtimes}): {compare['speedup']}x.",
+        ]
+    elif compare:  # records before Compare ran through the app's code: PyTorch at 360x480
         lines += [
             "",
             f"All {compare['models']} models on one photo: {compare['seconds_float32']:.2f} s float32, "
@@ -251,26 +327,24 @@ def main() -> int:
         return 0
 
     names = args.models or segzoo.model_names(task="semantic")
-    fast = compute_recipe("cpu")
-    photos = photo_tensors(args.examples)
-    print(f"{device_name('cpu')}; fast path: {fast.describe()}", flush=True)
-    rows = [bench_model(name, args, fast, photos) for name in names]
+    frames = example_frames(args.examples)
+    photos = photo_tensors(frames)
+    camvid = shipped_camvid(args.checkpoints, names)
+    entries = {e.key: e for e in camvid.entries} if camvid else {}
+    served = served_cache(list(entries.values()))
+    fast = served.recipe
+    print(f"{device_name('cpu')}; fast path: {fast.describe()}; served by {served.runtime}", flush=True)
+    rows = [bench_model(name, args, served, entries.get(name), photos) for name in names]
     result: dict[str, Any] = {
         **run_header(),
         "fast_path": f"{fast.precision}{', channels-last' if fast.channels_last else ''}",
+        "served_runtime": served.runtime,
         "crop": list(args.crop),
         "batch": args.batch,
         "models": rows,
     }
-    if len(names) > 1:
-        reference = compare_seconds(names, FLOAT32, args.checkpoints, photos[0])
-        seconds = reference if fast == FLOAT32 else compare_seconds(names, fast, args.checkpoints, photos[0])
-        result["compare"] = {
-            "models": len(names),
-            "seconds_float32": round(reference, 3),
-            "seconds_fast": round(seconds, 3),
-            "speedup": round(reference / seconds, 2),
-        }
+    if camvid and len(camvid.entries) > 1:
+        result["compare"] = compare_record(camvid, served, frames[0], args.repeats)
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     table = readme_table(result)
     print(table)

@@ -275,7 +275,8 @@ class ModelCache:
 
     Semantic models run with the device's compute recipe (:mod:`segzoo.devices`: bf16
     autocast and channels-last on CPUs with native bf16 and on GPUs, float32 elsewhere);
-    ``precision="32-true"`` forces float32. Where the recipe is float32 on the CPU, the
+    ``precision="32-true"`` forces float32 and ``channels_last=False`` the NCHW layout (the
+    plain PyTorch path benchmarks compare against). Where the recipe is float32 on the CPU, the
     ``runtime`` (:func:`segzoo.devices.resolve_runtime`) is onnxruntime: each semantic model
     is exported (and verified against PyTorch) in a background thread, into
     :func:`segzoo.export.onnx_cache_dir`, and served by PyTorch until its export is ready.
@@ -291,8 +292,9 @@ class ModelCache:
         loader: Loader = _load_checkpoint,
         runtime: str = "auto",
         onnx_dir: str | Path | None = None,
+        channels_last: str | bool = "auto",
     ) -> None:
-        self.recipe = compute_recipe(device if device is not None else "auto", precision)
+        self.recipe = compute_recipe(device if device is not None else "auto", precision, channels_last)
         self.device = self.recipe.device
         self.runtime = resolve_runtime(runtime, self.recipe)
         if self.runtime == "onnxruntime" and self.device.type != "cpu":
