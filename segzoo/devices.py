@@ -9,8 +9,8 @@ app alike, which precision and memory format a device gets:
   eager (``benchmarks/bench_cpu.py``); on a 2-core Intel Xeon VM that reports ``avx512_bf16``
   but no AMX, bf16 was slower than float32 in every model. So the flags only say that bf16
   *may* pay: a short probe (:func:`cpu_layout_timings`, once per machine, cached) times a
-  small convolution stack in float32, float32 channels-last and bf16 channels-last, and the
-  fastest wins;
+  training step of a small convolution stack in float32, float32 channels-last and bf16
+  channels-last, and the fastest wins;
 * any other CPU: float32 (bf16 there is emulated and many times slower), channels-last when
   the probe finds it faster;
 * a CUDA GPU: bf16 autocast where the GPU supports it, else float16, and channels-last.
@@ -36,6 +36,7 @@ import hashlib
 import json
 import os
 import platform
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,12 +91,14 @@ CPU_LAYOUTS = {
 # A reduced-precision or channels-last recipe must beat the plain one by this factor to be
 # chosen, so that a near tie (probe noise) keeps float32's exact results and NCHW layout.
 PROBE_MARGIN = 0.9
+# What the probe times; part of its cache key, so a changed probe measures again.
+PROBE_KIND = "training step, batch 2 at 96x128, median of rounds"
 
 
 def _probe_stack() -> nn.Module:
     """A small stack shaped like the zoo's convolutions: full-resolution 3x3 convolutions at 32
     and 64 channels (the scratch UNet's, SegNet's, VGG's first stages), strided and 1x1 ones
-    (ResNet's), batch norm and ReLU, run at 1x3x96x128 (about 1.6 GFLOP)."""
+    (ResNet's), batch norm and ReLU (about 1.6 GFLOP per 96x128 image forward)."""
 
     def block(c_in: int, c_out: int, kernel: int = 3, stride: int = 1) -> list[nn.Module]:
         conv = nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=False)
@@ -103,7 +106,7 @@ def _probe_stack() -> nn.Module:
 
     torch.manual_seed(0)
     layers = [*block(3, 32), *block(32, 64), *block(64, 64, stride=2), *block(64, 128, 1), *block(128, 128)]
-    return nn.Sequential(*layers).eval()
+    return nn.Sequential(*layers)
 
 
 def cpu_layout_recipes() -> dict[str, ComputeRecipe]:
@@ -116,27 +119,35 @@ def cpu_layout_recipes() -> dict[str, ComputeRecipe]:
     }
 
 
-def _time_cpu_layouts(rounds: int = 4) -> dict[str, float]:
-    """Seconds per forward pass of :func:`_probe_stack` in each of :func:`cpu_layout_recipes`:
-    the fastest of ``rounds``, after one warm-up pass
-    (oneDNN builds its kernels then). The recipes take turns, so a load that comes and goes
-    on the other cores slows them alike."""
-    model = _probe_stack()
-    x = torch.randn(1, 3, 96, 128)
+def _time_cpu_layouts(rounds: int = 6) -> dict[str, float]:
+    """Seconds per training step (forward and backward, batch 2 at 96x128) of
+    :func:`_probe_stack` in each of :func:`cpu_layout_recipes`: the median of ``rounds``, after
+    one warm-up step (oneDNN builds its kernels then). The recipes take turns, so a load that
+    comes and goes on the other cores slows them alike; the median, not the fastest, because
+    on a shared 2-core VM the fastest of a few steps varied twice as much between runs.
+
+    A training step, not an inference pass, because training is where segzoo spends a CPU's
+    hours, and the two can disagree: on the 2-core Zen 3 EPYC the stack's forward pass ran
+    about 1.3x faster channels-last, while most models trained slower that way
+    (``benchmarks/cpu_epyc_zen3.json``, ``benchmarks/cpu_recipes_epyc_zen3.json``); there its
+    training step is 0-14% slower channels-last."""
+    model = _probe_stack().train()
+    x = torch.randn(2, 3, 96, 128)
     runs = {
         name: (recipe, recipe.prepare_model(copy.deepcopy(model)), recipe.prepare_input(x))
         for name, recipe in cpu_layout_recipes().items()
     }
-    best = dict.fromkeys(runs, float("inf"))
-    with torch.inference_mode():
-        for round_ in range(rounds + 1):
-            for name, (recipe, net, inputs) in runs.items():
-                start = time.perf_counter()
-                with recipe.autocast():
-                    net(inputs)
-                if round_:  # round 0 warms up
-                    best[name] = min(best[name], time.perf_counter() - start)
-    return best
+    seconds: dict[str, list[float]] = {name: [] for name in runs}
+    for round_ in range(rounds + 1):
+        for name, (recipe, net, inputs) in runs.items():
+            start = time.perf_counter()
+            with recipe.autocast():
+                out = net(inputs)
+            out.float().square().mean().backward()
+            if round_:  # round 0 warms up
+                seconds[name].append(time.perf_counter() - start)
+            net.zero_grad(set_to_none=True)
+    return {name: statistics.median(times) for name, times in seconds.items()}
 
 
 def segzoo_cache_dir() -> Path:
@@ -150,11 +161,12 @@ def cpu_layout_timings() -> dict[str, float] | None:
     """What the probe measured on this CPU (seconds per pass, per :data:`CPU_LAYOUTS` name), or
     None when ``SEGZOO_CPU_PROBE=0``. Kept in ``$SEGZOO_CACHE/cpu_probe.json`` (default
     ``~/.cache/segzoo``) under a key of the CPU's name and flags, the thread count and the
-    PyTorch version, so each machine probes once (about a second) and later processes agree."""
+    PyTorch version, so each machine probes once (a second or two) and later processes agree.
+    The key also names the probe (:data:`PROBE_KIND`): a verdict of an earlier probe is not reused."""
     if os.environ.get("SEGZOO_CPU_PROBE", "").strip().lower() in ("0", "false", "no", "off"):
         return None
     key = hashlib.sha256(
-        f"{cpu_model_name()}|{cpu_has_native_bf16()}|{torch.get_num_threads()}|{torch.__version__}".encode()
+        f"{PROBE_KIND}|{cpu_model_name()}|{cpu_has_native_bf16()}|{torch.get_num_threads()}|{torch.__version__}".encode()
     ).hexdigest()[:16]
     path = segzoo_cache_dir() / "cpu_probe.json"
     try:
