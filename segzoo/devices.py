@@ -124,13 +124,14 @@ def _time_cpu_layouts(rounds: int = 6) -> dict[str, float]:
     :func:`_probe_stack` in each of :func:`cpu_layout_recipes`: the median of ``rounds``, after
     one warm-up step (oneDNN builds its kernels then). The recipes take turns, so a load that
     comes and goes on the other cores slows them alike; the median, not the fastest, because
-    on a shared 2-core VM the fastest of a few steps varied twice as much between runs.
+    on a shared 2-core VM the fastest of a few steps varied more between runs (channels-last
+    over NCHW: 1.01-1.22 against 1.00-1.14 for the median, eight runs on the Zen 3 below).
 
     A training step, not an inference pass, because training is where segzoo spends a CPU's
     hours, and the two can disagree: on the 2-core Zen 3 EPYC the stack's forward pass ran
     about 1.3x faster channels-last, while most models trained slower that way
-    (``benchmarks/cpu_epyc_zen3.json``, ``benchmarks/cpu_recipes_epyc_zen3.json``); there its
-    training step is 0-14% slower channels-last."""
+    (``benchmarks/cpu_epyc_zen3_channels_last.json``, ``benchmarks/cpu_recipes_epyc_zen3.json``);
+    there its training step took 0.98-1.14x NCHW's time channels-last, so NCHW stays."""
     model = _probe_stack().train()
     x = torch.randn(2, 3, 96, 128)
     runs = {
@@ -158,7 +159,7 @@ def segzoo_cache_dir() -> Path:
 
 @functools.cache
 def cpu_layout_timings() -> dict[str, float] | None:
-    """What the probe measured on this CPU (seconds per pass, per :data:`CPU_LAYOUTS` name), or
+    """What the probe measured on this CPU (seconds per training step, per :data:`CPU_LAYOUTS` name), or
     None when ``SEGZOO_CPU_PROBE=0``. Kept in ``$SEGZOO_CACHE/cpu_probe.json`` (default
     ``~/.cache/segzoo``) under a key of the CPU's name and flags, the thread count and the
     PyTorch version, so each machine probes once (a second or two) and later processes agree.
