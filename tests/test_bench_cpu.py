@@ -40,12 +40,14 @@ def test_bench_cpu_times_the_models_as_the_app_serves_them(tmp_path: Path, runti
         assert row["weights"] == "shipped checkpoint" and row["runtime"] == runtime
         assert row["latency_ms_float32"] > 0 and row["latency_ms_fast"] > 0
         assert row["label_agreement"] >= 0.995  # issue 10's bar for shipped models
-        assert row["train_speedup"] == round(row["train_images_per_sec_fast"] / row["train_images_per_sec_float32"], 2)
+        # Ratios are of the unrounded figures: allow for the rounding of those recorded.
+        speedup = row["train_images_per_sec_fast"] / row["train_images_per_sec_float32"]
+        assert row["train_speedup"] == pytest.approx(speedup, abs=0.02)
     if runtime == "onnxruntime":  # exported into segzoo's cache, as the app does
         assert len(list((tmp_path / "cache" / "onnx").glob("*.onnx"))) == len(MODELS)
     compare = record["compare"]
     assert sorted(compare["names"]) == sorted(MODELS) and compare["served_runtimes"] == {runtime: len(MODELS)}
-    assert compare["speedup"] == round(compare["seconds_float32"] / compare["seconds_fast"], 2)
+    assert compare["speedup"] == pytest.approx(compare["seconds_float32"] / compare["seconds_fast"], abs=0.02)
     table = load_bench_cpu().readme_table(record)
     assert "The app's Compare with all 2 shipped CamVid models on one frame" in table
     assert f"{len(MODELS)} by {runtime}" in table
