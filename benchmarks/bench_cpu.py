@@ -70,18 +70,25 @@ def run_header() -> dict[str, str]:
 
 
 def training_step(
-    name: str, recipe: ComputeRecipe, crop: tuple[int, int], batch: int, **model_kwargs: Any
+    name: str,
+    recipe: ComputeRecipe,
+    crop: tuple[int, int],
+    batch: int,
+    compile: bool = False,
+    **model_kwargs: Any,
 ) -> Callable[[], None]:
-    """One AdamW step of ``name`` (11 classes) on a fixed random batch, as a plain loop runs it."""
+    """One AdamW step of ``name`` (11 classes) on a fixed random batch, as a plain loop runs it;
+    ``compile``: the forward pass through ``torch.compile``, as ``segzoo train --compile`` runs it."""
     torch.manual_seed(0)
     model = recipe.prepare_model(segzoo.create_model(name, num_classes=11, **model_kwargs)).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     x = recipe.prepare_input(torch.randn(batch, 3, *crop))
     y = torch.randint(0, 11, (batch, *crop))
+    forward = torch.compile(model) if compile else model
 
     def step() -> None:
         with recipe.autocast():
-            logits = model(x)
+            logits = forward(x)
         loss = torch.nn.functional.cross_entropy(logits.float(), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
