@@ -50,7 +50,7 @@ import segzoo
 from segzoo.app.catalog import Catalog, LabelSet, ModelCache, ModelEntry
 from segzoo.app.compare import compare_models
 from segzoo.devices import ComputeRecipe, device_name
-from segzoo.export import OnnxModule
+from segzoo.export import runtime_name
 from segzoo.inference import inference_short_side, predict_labels, read_image, to_tensor
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -204,7 +204,7 @@ def bench_model(
     model, config = load_model(name, args.checkpoints)
     row["weights"] = "shipped checkpoint" if config else "random"
     served_model = served.get(entry) if entry is not None else model
-    row["runtime"] = "onnxruntime" if isinstance(served_model, OnnxModule) else "torch"
+    row["runtime"] = runtime_name(served_model)
     reference_ms, reference = latency_and_labels(model, FLOAT32, photos, args.repeats)
     same_path = row["runtime"] == "torch" and fast == FLOAT32
     fast_ms, labels = (
@@ -229,27 +229,27 @@ def bench_model(
     return row
 
 
-def compare_seconds(label_set: LabelSet, cache: ModelCache, frame: np.ndarray, repeats: int) -> float:
+def compare_seconds(label_set: LabelSet, cache: ModelCache, frame: np.ndarray, repeats: int) -> tuple[float, list[str]]:
     """The app's Compare of every model in ``label_set`` on one frame, models already loaded
-    (the first call loads and warms them up): the median of ``repeats`` calls, in seconds."""
-    compare_models(frame, label_set, label_set.entries, cache)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+    (the first, untimed call loads and warms them up): the median of ``repeats`` calls, in
+    seconds, and the runtime that ran each model."""
+    runtimes: list[str] = []
+
+    def compare() -> None:
         comparison = compare_models(frame, label_set, label_set.entries, cache)
-        times.append(time.perf_counter() - start)
         failed = [f"{o.entry.key}: {o.error}" for o in comparison.outputs if o.error]
         if failed:
             raise SystemExit("Compare failed: " + "; ".join(failed))
-    return statistics.median(times)
+        runtimes[:] = [o.runtime for o in comparison.outputs]
+
+    return statistics.median(time_steps(compare, repeats)), runtimes
 
 
 def compare_record(label_set: LabelSet, served: ModelCache, frame: np.ndarray, repeats: int) -> dict[str, Any]:
     """Compare as served against Compare in float32 NCHW PyTorch, the same models, frame and sizes."""
     eager = ModelCache(device="cpu", precision="32-true", channels_last=False, runtime="torch")
-    reference = compare_seconds(label_set, eager, frame, repeats)
-    seconds = compare_seconds(label_set, served, frame, repeats)
-    runtimes = ["onnxruntime" if isinstance(served.get(e), OnnxModule) else "torch" for e in label_set.entries]
+    reference, _ = compare_seconds(label_set, eager, frame, repeats)
+    seconds, runtimes = compare_seconds(label_set, served, frame, repeats)
     return {
         "models": len(label_set.entries),
         "names": [e.key for e in label_set.entries],

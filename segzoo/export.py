@@ -410,6 +410,11 @@ class OnnxModule(nn.Module):
         return torch.from_numpy(logits)
 
 
+def runtime_name(model: nn.Module) -> str:
+    """``"onnxruntime"`` for an :class:`OnnxModule`, ``"torch"`` for a PyTorch model: what runs it."""
+    return "onnxruntime" if isinstance(model, OnnxModule) else "torch"
+
+
 def onnx_cache_dir() -> Path:
     """Where exports made for serving are kept: ``$SEGZOO_CACHE/onnx`` (default
     ``~/.cache/segzoo/onnx``)."""

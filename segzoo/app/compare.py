@@ -24,7 +24,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from segzoo.app.catalog import LabelSet, ModelCache, ModelEntry
 from segzoo.checkpoint import CheckpointError
-from segzoo.export import OnnxModule
+from segzoo.export import runtime_name
 from segzoo.inference import (
     exif_orientation,
     inference_scale,
@@ -262,7 +262,7 @@ def compare_models(
             cached = entry in cache
             model = cache.get(entry)
             output.load_seconds = 0.0 if cached else time.perf_counter() - start
-            output.runtime = "onnxruntime" if isinstance(model, OnnxModule) else "torch"
+            output.runtime = runtime_name(model)
             if entry.task == "instance":
                 from segzoo.instance.predict import predict_instances
 
