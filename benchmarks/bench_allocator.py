@@ -110,7 +110,7 @@ def main() -> int:
         return 0
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from bench_cpu import run_header
+    from bench_cpu import run_header, write_record
 
     from segzoo.devices import compute_recipe, device_name
 
@@ -156,8 +156,7 @@ def main() -> int:
         "models": rows,
         "segzoo_train": training,
     }
-    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {args.out}")
+    write_record(args.out, result)
     return 0
 
 

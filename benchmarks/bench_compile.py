@@ -36,7 +36,7 @@ atexit.register(shutil.rmtree, INDUCTOR_CACHE, ignore_errors=True)
 from segzoo.devices import compute_recipe  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_cpu import run_header, training_step  # noqa: E402
+from bench_cpu import run_header, training_step, write_record  # noqa: E402
 
 
 def timed(step: Callable[[], None]) -> float:
@@ -83,8 +83,7 @@ def main() -> int:
         row["break_even_steps"] = round(extra / saved) if saved > 0 else None
         print(json.dumps(row), flush=True)
         result["models"].append(row)
-    args.out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-    print(f"wrote {args.out}", flush=True)
+    write_record(args.out, result)
     return 0
 
 

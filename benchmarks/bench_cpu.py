@@ -69,6 +69,12 @@ def run_header() -> dict[str, str]:
     }
 
 
+def write_record(path: Path, record: dict[str, Any]) -> None:
+    """Write a benchmark's record as JSON and say where."""
+    path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {path}", flush=True)
+
+
 def training_step(
     name: str,
     recipe: ComputeRecipe,
@@ -352,7 +358,7 @@ def main() -> int:
     }
     if camvid and len(camvid.entries) > 1:
         result["compare"] = compare_record(camvid, served, frames[0], args.repeats)
-    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_record(args.out, result)
     table = readme_table(result)
     print(table)
     if args.readme:

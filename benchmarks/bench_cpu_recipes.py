@@ -25,7 +25,7 @@ import segzoo
 from segzoo.devices import compute_recipe, cpu_layout_recipes, cpu_layout_timings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_cpu import latency_and_labels, run_header, train_images_per_sec  # noqa: E402
+from bench_cpu import latency_and_labels, run_header, train_images_per_sec, write_record  # noqa: E402
 
 
 def main() -> int:
@@ -64,8 +64,7 @@ def main() -> int:
         row["fastest_latency"] = min(recipes, key=lambda layout: row[f"latency_ms_{layout}"])
         print(json.dumps(row), flush=True)
         result["models"].append(row)
-    args.out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-    print(f"wrote {args.out}", flush=True)
+    write_record(args.out, result)
     return 0
 
 

@@ -28,6 +28,7 @@ from bench_cpu import (  # this folder: the step bench_cpu.py times
     run_header,
     time_steps,
     training_step,
+    write_record,
 )
 
 import segzoo
@@ -86,9 +87,8 @@ def main() -> int:
         "step_speedup_16_over_8": round(rows[0]["step_seconds_median"] / rows[1]["step_seconds_median"], 2),
         "latency_speedup_16_over_8": round(rows[0]["latency_ms_median"] / rows[1]["latency_ms_median"], 2),
     }
-    args.out.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     print(json.dumps({k: v for k, v in record.items() if "speedup" in k}))
-    print(f"wrote {args.out}")
+    write_record(args.out, record)
     return 0
 
 

@@ -14,12 +14,11 @@ Run it on an otherwise idle machine: other work on the cores changes the shares.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
-from bench_cpu import run_header, training_step  # this folder: the step bench_cpu.py times
+from bench_cpu import run_header, training_step, write_record  # this folder: the step bench_cpu.py times
 from torch.profiler import ProfilerActivity, profile
 
 from segzoo.devices import compute_recipe
@@ -78,8 +77,8 @@ def main() -> int:
         "batch": args.batch,
         "models": results,
     }
-    args.out.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    print(f"\nwrote {args.out}")
+    print()
+    write_record(args.out, record)
     return 0
 
 
